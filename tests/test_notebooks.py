@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from nbdev.config import get_config
-from nbdev.test import test_nb
+from nbdev.test import test_nb as run_nb  # renamed: pytest would collect `test_nb` itself
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = sorted((ROOT / "nbs").glob("*.ipynb"))
@@ -20,5 +20,5 @@ def test_there_are_notebooks():
 
 @pytest.mark.parametrize("nb", NBS, ids=[p.stem for p in NBS])
 def test_notebook(nb):
-    ok, secs = test_nb(nb, skip_flags=SKIP, force_flags=FORCE)
+    ok, secs = run_nb(nb, skip_flags=SKIP, force_flags=FORCE)
     assert ok, f"{nb.name} failed (traceback above); run it in Jupyter or `nbdev_test --path {nb.relative_to(ROOT)}`"

@@ -60,8 +60,9 @@ def serve(site):
 def chromium(exe, url, *args):
     "Run headless Chromium on `url` with a fresh profile; return (stdout, script errors logged to the console)"
     with tempfile.TemporaryDirectory(prefix='check_docs-') as profile:
-        r = subprocess.run([exe, *CHROMIUM_FLAGS, f'--user-data-dir={profile}', *args, url],
-                           capture_output=True, text=True, timeout=180)
+        try: r = subprocess.run([exe, *CHROMIUM_FLAGS, f'--user-data-dir={profile}', *args, url],
+                                capture_output=True, text=True, timeout=180)
+        except subprocess.TimeoutExpired: return '', [f'chromium did not finish within 180 s on {url}']
     errors = [f'{m[1]} ({m[2].rsplit("/", 1)[-1]} line {m[3]})' for m in _re_uncaught.finditer(r.stderr)]
     if r.returncode: errors.append(f'chromium exited with status {r.returncode}: {r.stderr[-500:]}')
     return r.stdout, errors
@@ -109,17 +110,18 @@ def check_site(site, exe, page=None, figure=True):
     shots.mkdir(exist_ok=True)
     server, base, missing = serve(site)
     try:
-        targets = [('index', f'{base}/index.html')] + ([(page, f'{base}{FOCUS_PATH}?page={page}')] if figure else [])
-        for name, url in targets:
+        targets = [('index', 'index', f'{base}/index.html', False)]  # (png name, page, url, framed on a plot?)
+        if figure: targets.append((page if page != 'index' else 'index-figure', page, f'{base}{FOCUS_PATH}?page={page}', True))
+        for shot, name, url, is_figure in targets:
             if not (site / f'{name}.html').exists():
                 problems.append(f'{name}: {site / name}.html does not exist (build it: python tools/build_docs.py)')
                 continue
-            png = shots / f'{name}.png'
+            png = shots / f'{shot}.png'
             png.unlink(missing_ok=True)
             _, errors = chromium(exe, url, f'--screenshot={png}')
             problems += [f'{name}: script error: {e}' for e in dict.fromkeys(errors)]
             if reason := blank_reason(png): problems.append(f'{name}: {png} {reason}')
-            if name == page:
+            if is_figure:
                 dom, errors = chromium(exe, f'{base}/{page}.html', '--dump-dom')
                 if reason := plot_reason(dom): problems.append(f'{name}: {reason}')
                 print(f'{name}: {colour_share(png):.2%} coloured pixels around the first plot')
