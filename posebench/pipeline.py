@@ -11,7 +11,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 from .core import FrameStatus, PoseSequence
 from .detect import Detector, get_detector, read_video
-from .track import Tracker, TrackerConfig, _burst_mask, save_tracks
+from .track import Tracker, TrackerConfig, _burst_mask, dedupe_tracks, merge_tracks, save_tracks, stitch_tracks
 
 # %% auto #0
 __all__ = ['drop_stream', 'TrackResult', 'track_video', 'track_capture']
@@ -134,6 +134,7 @@ def track_video(source: str | Path | Iterable[np.ndarray],  # a video path, or a
                 drop: float = 0.0,  # benchmarks only: throw away this fraction of frames' detections, at random and in bursts
                 seed: int = 0,  # draws the dropped frames
                 progress: bool = True,  # show a tqdm bar
+                stitch: bool = True,  # offline only: drop duplicate skeletons and join the tracks of a person hidden longer than `max_age` (`dedupe_tracks`, `stitch_tracks`)
                 ) -> TrackResult:
     "Decode, detect and track a video frame by frame (streaming): per-person pose tracks with status, timings and a summary."
     if mode not in ("online", "offline"): raise ValueError(f"mode must be 'online' or 'offline', got {mode!r}")
@@ -165,6 +166,13 @@ def track_video(source: str | Path | Iterable[np.ndarray],  # a video path, or a
     tracks = trk.sequences(mode, "2d")
     try: tracks3d = trk.sequences(mode, "3d") if tracks else None
     except ValueError: tracks3d = None  # some detections had no kp3d
+    if mode == "offline" and stitch and tracks:  # one person hidden for long comes back under a new id: join the pieces
+        keep = dedupe_tracks(tracks)  # first cut duplicate skeletons, so each piece ends where its person was last seen
+        tracks = [tracks[i][sl] for i, sl in keep]
+        if tracks3d is not None: tracks3d = [tracks3d[i][sl] for i, sl in keep]
+        groups = stitch_tracks(tracks)
+        tracks = [merge_tracks([tracks[i] for i in g]) for g in groups]
+        if tracks3d is not None: tracks3d = [merge_tracks([tracks3d[i] for i in g]) for g in groups]
     if mode == "offline":
         lead = [_lead_in_frames(s, tracks[:i] + tracks[i + 1:], trk.cfg.max_age, trk.image_size) for i, s in enumerate(tracks)]
         tracks = [_lead_in(s, n, v, trk.cfg.half_life) for s, (n, v) in zip(tracks, lead)]

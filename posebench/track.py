@@ -17,7 +17,7 @@ from .core import COCO23, FrameStatus, KeypointSet, PoseSequence, get_kpset
 # %% auto #0
 __all__ = ['TrackerConfig', 'kf_predict', 'kf_update', 'rts_smooth', 'TrackState', 'Track', 'colour_histogram', 'TrackedPose',
            'Tracker', 'track_detections', 'save_tracks', 'SimulatedDetections', 'simulate_detections', 'repair_report',
-           'MOTScores', 'mot_scores']
+           'MOTScores', 'mot_scores', 'stitch_tracks', 'merge_tracks', 'dedupe_tracks']
 
 # %% ../nbs/21_track.ipynb #641badf3
 try: from posebench.detect import Detection
@@ -687,3 +687,85 @@ def mot_scores(seqs: Sequence[PoseSequence],  # tracks, 2D px (`frame_index` giv
     r, k = linear_sum_assignment(-idtp_m) if H else ([], [])
     idtp = int(idtp_m[r, k].sum())
     return MOTScores(1 - (fn + fp + idsw) / max(n_gt, 1), 2 * idtp / max(n_gt + n_hyp, 1), idsw, fn, fp, n_gt, n_hyp, idtp)
+
+# %% ../nbs/21_track.ipynb #bbe1a521
+def _ends(s: PoseSequence, n: int = 5) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray, float]:
+    "First/last observed frame, centre at the start and at the end (px), end velocity (px/frame) and body height (px)."
+    ob = np.flatnonzero(s.status == FrameStatus.OBSERVED)
+    c = np.nanmean(s.kp, axis=1)  # (T, 2) centre of the finite joints
+    h = np.nanmax(s.kp[..., 1], axis=1) - np.nanmin(s.kp[..., 1], axis=1)
+    last = ob[-n:]
+    v = (c[last[-1]] - c[last[0]]) / max(int(s.frame_index[last[-1]] - s.frame_index[last[0]]), 1) if len(last) > 1 else np.zeros(2)
+    return int(s.frame_index[ob[0]]), int(s.frame_index[ob[-1]]), c[ob[0]], c[ob[-1]], v, float(np.nanmedian(h[ob]))
+
+def stitch_tracks(tracks: Sequence[PoseSequence],  # 2D tracks of one video, px (e.g. `Tracker.sequences('offline')`)
+                  max_gap: int = 90,  # frames: the longest hidden stretch that may be bridged
+                  max_cost: float = 0.75,  # how far (in body heights) the newcomer may appear from where the lost track was heading
+                  ) -> list[list[int]]:  # groups of indices into `tracks`, each group one person in time order
+    "Which tracks are one person seen again after a full occlusion (offline: position, speed and size; never overlapping in time)."
+    if any(s.D != 2 for s in tracks): raise ValueError("stitch_tracks works on 2D tracks (px); apply the groups to 3D tracks with `merge_tracks`")
+    info = [_ends(s) for s in tracks]
+    n = len(tracks)
+    cost = np.full((n, n), np.inf)
+    for i, (_, e_i, _, c_end, v, h_i) in enumerate(info):
+        for j, (s_j, _, c_start, _, _, h_j) in enumerate(info):
+            gap = s_j - e_i
+            if i == j or not 0 < gap <= max_gap: continue
+            d = min(np.linalg.norm(c_end + v * gap - c_start), np.linalg.norm(c_end - c_start)) / max(h_i, h_j, 1.0)
+            cost[i, j] = d + abs(np.log(max(h_i, 1.0) / max(h_j, 1.0)))
+    nxt = {}
+    if n:
+        big = 1e6
+        rows, cols = linear_sum_assignment(np.where(np.isfinite(cost), cost, big))
+        nxt = {int(i): int(j) for i, j in zip(rows, cols) if cost[i, j] <= max_cost}
+    heads = sorted(set(range(n)) - set(nxt.values()), key=lambda i: info[i][0])
+    groups = []
+    for i in heads:
+        g = [i]
+        while g[-1] in nxt: g.append(nxt[g[-1]])
+        groups.append(g)
+    return groups
+
+def merge_tracks(parts: Sequence[PoseSequence],  # pieces of one person's track, in time order, not overlapping
+                 ) -> PoseSequence:  # one sequence; hidden stretches linearly interpolated and flagged INTERPOLATED
+    "Join track pieces of one person, filling the frames between them."
+    if len(parts) == 1: return parts[0]
+    hl = float(parts[0].meta.get("half_life_frames", 5.0))
+    kps, confs, stats, idx = [], [], [], []
+    for k, s in enumerate(parts):
+        ob = np.flatnonzero(s.status == FrameStatus.OBSERVED)
+        a = ob[0] if k else 0                      # later pieces start at their first detection
+        b = ob[-1] + 1 if k < len(parts) - 1 else s.T  # earlier pieces end at their last detection
+        if k:
+            f0, f1 = int(idx[-1][-1]), int(s.frame_index[a])
+            if f1 <= f0: raise ValueError(f"track pieces overlap in time (frame {f1} <= {f0}): pass them in time order, not overlapping")
+            gap = np.arange(f0 + 1, f1)
+            w = ((gap - f0) / (f1 - f0))[:, None, None]
+            kps.append((1 - w) * kps[-1][-1] + w * s.kp[a])
+            dist = np.minimum(gap - f0, f1 - gap)[:, None]
+            confs.append(np.minimum(confs[-1][-1], s.conf[a]) * 0.5 ** (dist / hl))
+            stats.append(np.full(len(gap), FrameStatus.INTERPOLATED, np.int8)); idx.append(gap)
+        kps.append(s.kp[a:b]); confs.append(s.conf[a:b]); stats.append(s.status[a:b]); idx.append(s.frame_index[a:b])
+    cat = np.concatenate
+    meta = {**parts[0].meta, "stitched_from": [int(p.meta.get("track_id", -1)) for p in parts]}
+    return replace(parts[0], kp=cat(kps), conf=np.clip(cat(confs), 0, 1), status=cat(stats), frame_index=cat(idx), meta=meta)
+
+# %% ../nbs/21_track.ipynb #63da1418
+def dedupe_tracks(tracks: Sequence[PoseSequence],  # 2D tracks of one video, px
+                  tol: float = 0.25,  # mean keypoint distance, in body heights, under which two tracks are on one person
+                  ) -> list[tuple[int, slice]]:  # (track index, frames to keep) for every track that is not all duplicate
+    "Drop duplicate tracks and trim duplicate frames off track ends (a detector's second skeleton on one person)."
+    n_obs = [int((s.status == FrameStatus.OBSERVED).sum()) for s in tracks]
+    keep = []
+    for i, a in enumerate(tracks):
+        dup = np.zeros(a.T, bool)
+        for j, b in enumerate(tracks):
+            if j == i or (n_obs[j], -j) < (n_obs[i], -i): continue  # compare with longer tracks only (a tie: the older wins)
+            common, ia, ib = np.intersect1d(a.frame_index, b.frame_index, return_indices=True)
+            if not len(common): continue
+            h = np.nanmax(b.kp[ib, :, 1], 1) - np.nanmin(b.kp[ib, :, 1], 1)
+            d = np.nanmean(np.linalg.norm(a.kp[ia] - b.kp[ib], axis=-1), 1)
+            dup[ia] |= d < tol * np.maximum(h, 1.0)
+        ok = np.flatnonzero(~dup)  # cut duplicate runs off the ends only; keep a track with a detection left
+        if len(ok) and (a.status[ok[0]:ok[-1] + 1] == FrameStatus.OBSERVED).any(): keep.append((i, slice(int(ok[0]), int(ok[-1]) + 1)))
+    return keep
