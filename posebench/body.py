@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from fastcore.basics import patch
-from .core import COCO23, KeypointSet, cache_dir
+from .core import COCO23, KeypointSet, cache_dir, file_lock
 
 _log = logging.getLogger(__name__)
 
@@ -149,16 +149,6 @@ def _part_of(name: str, table=_ANNY_PARTS) -> str:
 ANNY_TO_BODY = ((0., -1., 0.), (1., 0., 0.), (0., 0., 1.))  # anny: X left, Y back, Z up
 SMPL_TO_BODY = ((0., 0., 1.), (1., 0., 0.), (0., 1., 0.))  # SMPL: X left, Y up, Z forward
 
-@contextlib.contextmanager
-def _file_lock(path: Path):
-    "An exclusive lock on `path` (POSIX), so two processes do not build the same cache at once."
-    try: import fcntl
-    except ImportError: yield; return
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try: yield
-        finally: fcntl.flock(f, fcntl.LOCK_UN)
-
 def _import_anny():
     "Import anny with its caches in posebench's cache folder and Warp's greeting silenced."
     os.environ.setdefault("ANNY_CACHE_DIR", str(cache_dir("anny")))
@@ -182,7 +172,7 @@ class AnnyBody(BodyModel):
         anny = _import_anny()
         cache = Path(anny.paths.get_anny_cache_path())
         cache.mkdir(parents=True, exist_ok=True)
-        with _file_lock(cache / ".posebench-build.lock"):
+        with file_lock(cache / ".posebench-build.lock"):
             if not any(cache.rglob("build_compact_model_data_*.safetensors")):
                 _log.warning(f"building the Anny body model once: about a minute and ~790 MB in {cache}; later loads take a second")
             m = anny.Anny(skinning_method=skinning_method).to(dtype)

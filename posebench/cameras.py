@@ -12,8 +12,7 @@ from typing import Iterator, Sequence
 import numpy as np
 from fastcore.basics import patch
 from scipy.spatial.transform import Rotation
-try: import tomllib
-except ModuleNotFoundError: import tomli as tomllib  # Python 3.10
+import tomllib
 
 # %% auto #0
 __all__ = ['distort', 'undistort', 'Camera', 'Rig', 'plot_rig', 'load_pose2sim_toml', 'save_pose2sim_toml', 'load_qualisys',

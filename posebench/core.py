@@ -14,7 +14,7 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['COCO17', 'COCO23', 'MEDIAPIPE33', 'MARKERS22', 'KEYPOINT_SETS', 'CONVERSIONS', 'KeypointSet', 'get_kpset',
-           'convert_keypoints', 'FrameStatus', 'PoseSequence', 'concat_sequences', 'cache_dir', 'toy_walk']
+           'convert_keypoints', 'FrameStatus', 'PoseSequence', 'concat_sequences', 'cache_dir', 'file_lock', 'toy_walk']
 
 # %% ../nbs/00_core.ipynb #5995539c
 @dataclass(frozen=True, repr=False)
@@ -289,7 +289,7 @@ def load(cls: PoseSequence, path: str | Path) -> PoseSequence:
         return cls(z["kp"], info["kpset"], z["conf"], z["status"], info["fps"], info["units"], info["frame"], z["frame_index"], info["meta"])
 
 # %% ../nbs/00_core.ipynb #52571622
-import os
+import contextlib, os
 
 def cache_dir(*parts: str,  # sub-folders, e.g. `cache_dir('anny')`
               ) -> Path:
@@ -298,6 +298,16 @@ def cache_dir(*parts: str,  # sub-folders, e.g. `cache_dir('anny')`
     d = root.joinpath(*parts)
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+@contextlib.contextmanager
+def file_lock(path: str | Path):  # a lock file, e.g. `cache_dir('anny') / '.lock'` (created)
+    "An exclusive lock (POSIX `flock`) so that two processes never build the same cache at once; no lock on Windows."
+    try: import fcntl
+    except ImportError: yield; return
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try: yield
+        finally: fcntl.flock(f, fcntl.LOCK_UN)
 
 # %% ../nbs/00_core.ipynb #7e1658ee
 def toy_walk(T: int = 60,  # number of frames

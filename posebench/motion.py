@@ -17,8 +17,8 @@ from .body import BodyModel, BodyOutput, get_body_model
 
 # %% auto #0
 __all__ = ['JOINT_ANGLES', 'ANGLE_NAMES', 'ANGLE_LIMITS', 'PHENOTYPE_RANGES', 'STANCE', 'MOTIONS', 'Motion', 'angle_index',
-           'clip_angles', 'angles_to_pose', 'keyframes', 'Path', 'random_phenotype', 'MotionSpec', 'make_motion',
-           'knee_flexion']
+           'clip_angles', 'angles_to_pose', 'keyframes', 'Path', 'random_phenotype', 'MotionSpec', 'default_body_model',
+           'make_motion', 'knee_flexion']
 
 # %% ../nbs/11_motion.ipynb #671432ab
 @dataclass
@@ -407,7 +407,9 @@ MOTIONS: dict[str, MotionSpec] = {
 
 # %% ../nbs/11_motion.ipynb #b0fb563c
 @functools.lru_cache(maxsize=1)
-def _default_model() -> BodyModel: return get_body_model("anny")
+def default_body_model() -> BodyModel:
+    "The default body model (Anny), built once per process and shared by every caller."
+    return get_body_model("anny")
 
 def _feet_vertices(model: BodyModel, shape: torch.Tensor, height: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
     "Indices of the left and right foot vertices: the rest mesh's lowest `height` metres, split by side (+Y is left)."
@@ -451,7 +453,7 @@ def make_motion(name: str,  # a key of `MOTIONS`
     "A motion of the library, on the floor and along `path`; the same arguments give the same motion."
     if name not in MOTIONS: raise KeyError(f"unknown motion {name!r}; known: {', '.join(MOTIONS)}")
     if not speed > 0: raise ValueError(f"speed must be > 0, got {speed}")
-    model, path = model or _default_model(), path or Path()
+    model, path = model or default_body_model(), path or Path()
     T = int(T if T is not None else round((duration or MOTIONS[name].duration) * fps))
     if T < 2: raise ValueError(f"a motion needs at least 2 frames, got T={T}: raise `duration` or `T`")
     shape = model.default_shape if shape is None else torch.as_tensor(np.asarray(shape, dtype=np.float32)).to(model.default_shape)

@@ -251,7 +251,7 @@ class ScenePlayer:
                  ):
         from posebench import motion
         self.scene = scene = get_scene(scene)
-        self.model = motion._default_model() if model is None else model  # built once per process
+        self.model = motion.default_body_model() if model is None else model  # built once per process
         self.chunk, T = chunk, scene.frames
         looks = [_appearance(s, np.random.default_rng([scene.seed, p])) for p, s in enumerate(scene.people)]
         self.motions = [_make_motion(s, scene, shape, int(np.random.default_rng([scene.seed, p, 1]).integers(2**31)), self.model)
@@ -496,12 +496,12 @@ def cached_capture(scene: str | SceneConfig = "walk_ring4",  # a registered scen
                    **overrides,  # scene fields to replace (e.g. `T=30`); the capture then gets its own folder
                    ) -> CaptureFolder:
     "A scene's capture in the cache: rendered on first use, reused while its manifest matches."
-    from posebench.body import _file_lock
+    from posebench.core import file_lock
     cfg = get_scene(scene, **overrides)
     key = scene_key(cfg)
     plain = cfg.name in SCENES and SCENES[cfg.name] == cfg
     root = cache_dir("scenes", cfg.name if plain else f"{cfg.name}-{key[:10]}")
-    with _file_lock(root / ".lock"):
+    with file_lock(root / ".lock"):
         m = root / "manifest.json"
         if m.exists():
             try: same = json.loads(m.read_text()).get("key") == key
