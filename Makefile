@@ -30,10 +30,10 @@ check: $(STAMP)  ## notebooks valid, clean, small, and in sync with posebench/
 	$(BIN)/python tools/check_notebooks.py
 
 test: check  ## run every notebook as a test (slow cells skipped) and the repo tests
-	$(BIN)/python -m pytest tests -n 2 --dist loadfile --timeout $(NB_TIMEOUT) -p no:cacheprovider
+	$(BIN)/python -m pytest tests -n 2 --dist load --timeout $(NB_TIMEOUT) -p no:cacheprovider
 
 test-slow: check  ## also run the cells flagged `#| slow`
-	POSEBENCH_TEST_FLAGS=slow $(BIN)/python -m pytest tests -n 2 --dist loadfile --timeout 3600 -p no:cacheprovider
+	POSEBENCH_TEST_FLAGS=slow $(BIN)/python -m pytest tests -n 2 --dist load --timeout 3600 -p no:cacheprovider
 
 export: $(STAMP)  ## regenerate posebench/ and README.md from the notebooks
 	$(BIN)/nbdev_clean

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #6788032c
 from __future__ import annotations
-import json
+import importlib, json
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from pathlib import Path
@@ -13,8 +13,9 @@ import numpy as np
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['COCO17', 'COCO23', 'MEDIAPIPE33', 'MARKERS22', 'KEYPOINT_SETS', 'CONVERSIONS', 'KeypointSet', 'get_kpset',
-           'convert_keypoints', 'FrameStatus', 'PoseSequence', 'concat_sequences', 'cache_dir', 'file_lock', 'toy_walk']
+__all__ = ['COCO17', 'COCO23', 'MEDIAPIPE33', 'MARKERS22', 'KEYPOINT_SETS', 'LAZY_KPSETS', 'CONVERSIONS', 'KeypointSet',
+           'get_kpset', 'convert_keypoints', 'FrameStatus', 'PoseSequence', 'concat_sequences', 'cache_dir',
+           'file_lock', 'toy_walk']
 
 # %% ../nbs/00_core.ipynb #5995539c
 @dataclass(frozen=True, repr=False)
@@ -119,9 +120,12 @@ MARKERS22 = _kpset("markers22", [("Hip", None),
 
 KEYPOINT_SETS = {k.name: k for k in (COCO17, COCO23, MEDIAPIPE33, MARKERS22)}
 
+LAZY_KPSETS = {"augmented43": "posebench.markers", "markers65": "posebench.markers"}  # sets defined by a later module, imported on first use
+
 def get_kpset(kpset: str | KeypointSet) -> KeypointSet:
     "Look a keypoint set up by name (or pass one through)."
     if isinstance(kpset, KeypointSet): return kpset
+    if kpset not in KEYPOINT_SETS and kpset in LAZY_KPSETS: importlib.import_module(LAZY_KPSETS[kpset])  # registers it
     try: return KEYPOINT_SETS[kpset]
     except KeyError: raise KeyError(f"unknown keypoint set {kpset!r}; known: {', '.join(KEYPOINT_SETS)}") from None
 
