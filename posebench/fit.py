@@ -17,10 +17,10 @@ from .core import COCO23, KeypointSet, get_kpset
 from .body import BODY_PARTS, AnnyBody, BodyModel, rotvec_to_rotmat
 
 # %% auto #0
-__all__ = ['ZERO_WEIGHT_STRATEGIES', 'DIM_GROUPS', 'SCORING_CONFIG', 'LOWER_BODY_TABLES', 'FitConfig', 'keypoint_head',
-           'dim_groups', 'lower_body_dims', 'free_dims', 'natural_pose', 'sanitize_weights', 'SequenceFit',
-           'fit_points_3d', 'fit_objective_3d', 'ImageFit', 'deterministic_torch', 'fit_images_2d', 'decimate_mesh',
-           'fit3d_file']
+__all__ = ['ZERO_WEIGHT_STRATEGIES', 'DIM_GROUPS', 'SCORING_CONFIG', 'LOWER_BODY_TABLES', 'OPTIMIZERS', 'FitConfig',
+           'keypoint_head', 'dim_groups', 'lower_body_dims', 'free_dims', 'natural_pose', 'sanitize_weights',
+           'SequenceFit', 'fit_points_3d', 'fit_objective_3d', 'ImageFit', 'deterministic_torch', 'fit_images_2d',
+           'decimate_mesh', 'fit3d_file']
 
 # %% ../nbs/30_fit.ipynb #242448b9
 ZERO_WEIGHT_STRATEGIES = ("uniform_finite", "fail")
@@ -44,12 +44,14 @@ class FitConfig:
     freeze: tuple[str, ...] = ("hands", "jaw", "eyes", "toes", "secondary")  # dim groups kept at their initial values (`DIM_GROUPS`)
     freeze_lower_body: bool = False  # also keep the lower-body dims (`lower_body_dims`) at their initial values
     n_yaw: int = 8  # 2D: start headings tried per image (evenly spaced about the vertical)
+    optimizer_2d: str = "adam"  # 2D fit's optimiser (`OPTIMIZERS`): 'adam' or 'lbfgs' (one image: ~5x lower error at equal steps, ~1.5x the time); the 3D fit always uses Adam
     bad_error: float = 0.05  # 3D: a frame whose weighted mean joint error exceeds this (metres) is 'bad'
     bad_norm_error: float = 0.05  # 2D: an image whose reprojection error / bbox diagonal exceeds this is 'bad'
     floor_weight: float = 0.1  # 2D with `floor=`: cost of the lowest foot keypoint 2 cm off the floor
     seed: int = 0  # the fits draw no random numbers; torch's RNG is seeded with this inside the call (state restored) all the same
 
     def __post_init__(self):
+        if self.optimizer_2d not in ("adam", "lbfgs"): raise ValueError(f"optimizer_2d must be 'adam' or 'lbfgs', got {self.optimizer_2d!r}")
         if self.zero_weight_strategy not in ZERO_WEIGHT_STRATEGIES:
             raise ValueError(f"zero_weight_strategy must be one of {ZERO_WEIGHT_STRATEGIES}, got {self.zero_weight_strategy!r}")
         object.__setattr__(self, "freeze", (self.freeze,) if isinstance(self.freeze, str) else tuple(self.freeze))
@@ -264,6 +266,37 @@ def _adam(params: list[Tensor],  # leaves to optimise
         opt.step()
     with torch.no_grad():
         for b, p in zip(best_p, params): p.copy_(b)
+
+def _lbfgs(params: list[Tensor], objective, iters: int, lr: float, per_item: bool, history: list) -> None:
+    "Like `_adam` (same arguments; `lr` unused): torch's L-BFGS with a strong-Wolfe line search, at most `iters` iterations, best iterate kept."
+    best_p = [p.detach().clone() for p in params]
+    best = [torch.full((params[0].shape[0],), float("inf"), dtype=params[0].dtype) if per_item else float("inf")]
+    def keep(total, per):  # remember the best iterate (per item, or the best total)
+        with torch.no_grad():
+            if per_item:
+                better = torch.isfinite(per) & (per < best[0])
+                best[0] = torch.where(better, per, best[0])
+                for b, p in zip(best_p, params): b[better] = p[better]
+            elif float(total) < best[0]:
+                best[0] = float(total)
+                for b, p in zip(best_p, params): b.copy_(p)
+        history.append(float(total.detach()))
+    if iters > 0:
+        opt = torch.optim.LBFGS(params, lr=1.0, max_iter=iters, max_eval=int(1.25 * iters) + 1, history_size=20,
+                                tolerance_grad=1e-10, tolerance_change=1e-14, line_search_fn="strong_wolfe")
+        def closure():
+            opt.zero_grad(set_to_none=True)
+            total, per = objective()
+            keep(total, per.detach())
+            total.backward()
+            return total
+        opt.step(closure)
+    with torch.no_grad():
+        total, per = objective()  # the last iterate is scored too
+        keep(total, per.detach())
+        for b, p in zip(best_p, params): p.copy_(b)
+
+OPTIMIZERS = {"adam": _adam, "lbfgs": _lbfgs}  # name -> fn(params, objective, iters, lr, per_item, history); leaves the best iterate
 
 # %% ../nbs/30_fit.ipynb #defce2a4
 def _kp_index(kpset: str | KeypointSet) -> tuple[KeypointSet, np.ndarray]:
@@ -651,7 +684,7 @@ def fit_images_2d(kp2d: np.ndarray,  # (N, J, 2) keypoints of one person in N im
     lo = np.stack([np.where(v, kp[..., i], np.inf).min(1) for i in range(2)], -1)
     hi = np.stack([np.where(v, kp[..., i], -np.inf).max(1) for i in range(2)], -1)
     diag = np.where(skipped, 1.0, np.linalg.norm(hi - lo, axis=-1)).clip(1.0)  # (N,) px
-    hist = {}
+    hist, opt2d = {}, OPTIMIZERS[config.optimizer_2d]
     with deterministic_torch(config.seed):
         S = _Sequence(body, config, idx)
         tgt = torch.as_tensor(np.where(finite[..., None], kp, 0.0), dtype=dt)
@@ -696,7 +729,7 @@ def fit_images_2d(kp2d: np.ndarray,  # (N, J, 2) keypoints of one person in N im
         tr = (ray[rep] - (Rb @ c3[rep, :, None])[..., 0]).clone().requires_grad_()
         kbB = kb.expand(len(rep), -1, -1)
         hist["camera"] = []
-        _adam([go, tr], lambda: (lambda d: (d.sum() / N, d))(data(kbB, go, tr, rep)[0]), config.iters_camera, config.lr, True, hist["camera"])
+        opt2d([go, tr], lambda: (lambda d: (d.sum() / N, d))(data(kbB, go, tr, rep)[0]), config.iters_camera, config.lr, True, hist["camera"])
         with torch.no_grad():
             sc = data(kbB, go, tr, rep)[0].view(N, config.n_yaw)
             pick = torch.arange(N) * config.n_yaw + sc.argmin(1)
@@ -712,12 +745,12 @@ def fit_images_2d(kp2d: np.ndarray,  # (N, J, 2) keypoints of one person in N im
             return per.sum() / N + (S.shape_reg(z) if z.requires_grad else 0.0), per
         hist["pose"] = []
         use_floor[0] = floor_term is not None and shape is not None  # a given shape: the floor holds from the pose stage on
-        _adam([free, go, tr], lambda: objective(z0), config.iters_pose, config.lr, True, hist["pose"])
+        opt2d([free, go, tr], lambda: objective(z0), config.iters_pose, config.lr, True, hist["pose"])
         use_floor[0] = floor_term is not None
         z = z0.clone().requires_grad_(shape is None)
         if shape is None and config.iters_shape > 0:
             hist["shape"] = []
-            _adam([z, free, go, tr], lambda: objective(z), config.iters_shape, config.lr, False, hist["shape"])
+            opt2d([z, free, go, tr], lambda: objective(z), config.iters_shape, config.lr, False, hist["shape"])
         with torch.no_grad():  # recomputed on the returned parameters (seed bug B3)
             z, pose, go, tr = z.detach(), S.pose(base, free), go.detach(), tr.detach()
             d, uv = data(S.body_keypoints(z, pose)[:, S.idx], go, tr, ids)

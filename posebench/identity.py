@@ -17,8 +17,8 @@ from .core import COCO17, cache_dir, convert_keypoints, get_kpset
 __all__ = ['MIGRATIONS', 'SCHEMA_VERSION', 'Views', 'project_body', 'random_views', 'ScoreConfig', 'Score', 'error_to_score',
            'consistency_score', 'ImageKeypoints', 'file_sha256', 'image_keypoints', 'schema_version', 'migrate',
            'connect', 'to_blob', 'from_blob', 'ReferenceImage', 'Reference', 'UnknownReference', 'ShapeStore',
-           'default_db', 'fit_reference_command', 'score_command', 'list_command', 'demo_identity', 'roc_auc',
-           'best_threshold', 'SeparationResult', 'separation_benchmark', 'rendered_views']
+           'default_db', 'fit_reference_command', 'score_command', 'list_command', 'demo_identity', 'skeleton_distance',
+           'roc_auc', 'best_threshold', 'SeparationResult', 'separation_benchmark', 'rendered_views']
 
 # %% ../nbs/34_identity.ipynb #9c176830
 @dataclass
@@ -661,6 +661,21 @@ def demo_identity(out: Path,  # output folder (created): images, the shape datab
     return dict(db=db, summary=out / "identity.json", images=out / "images", scores={r["group"]: r["score"] for r in rows})
 
 # %% ../nbs/34_identity.ipynb #a5cf3094
+def skeleton_distance(a: np.ndarray,  # (n_shape,) a body shape
+                      b: np.ndarray,  # (n_shape,) another
+                      body=None,  # a `BodyModel`; None: the default (anny)
+                      kpset: str = "coco17",  # the keypoints compared
+                      ) -> float:  # RMS difference, % of the RMS keypoint distance from the centroid
+    "How different two shapes look to keypoints: rest-pose keypoints centred and scaled to unit RMS size, RMS difference in %."
+    import torch
+    from posebench.motion import default_body_model
+    body = body or default_body_model()
+    with torch.no_grad(): kp = body(torch.as_tensor(np.stack([a, b]), dtype=body.dtype)).keypoints.double().numpy()
+    k = convert_keypoints(kp, None, body.kpset, kpset)[0]
+    k = k - k.mean(1, keepdims=True)
+    k = k / np.sqrt((k ** 2).sum((1, 2), keepdims=True) / k.shape[1])
+    return float(100 * np.sqrt(((k[0] - k[1]) ** 2).sum(-1).mean()))
+
 def roc_auc(pos: np.ndarray,  # (P,) scores of the positives (same body)
             neg: np.ndarray,  # (N,) scores of the negatives (different bodies)
             ) -> float:  # area under the ROC curve, ties count half
@@ -693,6 +708,8 @@ class SeparationResult:
     score_seconds: np.ndarray  # (P + N,) time of each consistency score
     shape_l2: np.ndarray  # (n,) |fitted - true| shape parameters of each reference
     skipped: int = 0  # probe images not scored (too few confident joints: the detector missed the person)
+    skeleton: np.ndarray | None = None  # (n,) `skeleton_distance` of each reference's shape to its true shape, % (0 for reference='true')
+    skeleton_other: np.ndarray | None = None  # (n,) `skeleton_distance` between each body and the impostor body scored against it, %
     genuine = property(lambda self: error_to_score(self.genuine_err, self.scale))
     impostor = property(lambda self: error_to_score(self.impostor_err, self.scale))
     auc = property(lambda self: roc_auc(self.genuine, self.impostor))
@@ -706,7 +723,9 @@ class SeparationResult:
                           f"{'different':<10} {len(self.impostor):>3}  {q(self.impostor_err):<30} {s(self.impostor)}",
                           f"ROC AUC {self.auc:.3f} (plain error alone: {self.auc_plain:.3f}), scale {self.scale:g}; reference fit {np.median(self.fit_seconds):.2f} s, "
                           f"score {np.median(self.score_seconds):.3f} s (medians); |shape - true| median {np.median(self.shape_l2):.3f}; "
-                          f"{self.skipped} probe images skipped (no person detected)"])
+                          f"{self.skipped} probe images skipped (no person detected)"]
+                         + ([f"skeleton distance (scale-free, rest pose) reference - true body: median {np.median(self.skeleton):.2f}%; "
+                             f"true body - impostor body: median {np.median(self.skeleton_other):.2f}%"] if self.skeleton is not None else []))
 
 def separation_benchmark(n: int = 12,  # number of bodies (references)
                          probes: int = 2,  # genuine and impostor probe images per reference
@@ -717,30 +736,35 @@ def separation_benchmark(n: int = 12,  # number of bodies (references)
                          views=random_views,  # (shape, n, rng) -> `Views`: how images of a body are made
                          progress: bool = False,  # tqdm bar
                          clip: int = 1,  # images per probe: 1 scores single images, more scores clips (all images of the clip together)
+                         reference: str = "fit",  # 'fit': each reference shape fitted from `n_ref` views; 'true': the true shape (the scoring step's ceiling)
                          ) -> SeparationResult:
     "Fit `n` random bodies from `n_ref` views each; score `probes` unseen views (or clips) of the same body and of another body."
     from tqdm.auto import tqdm
     from posebench.fit import FitConfig, fit_images_2d
     from posebench.motion import default_body_model, random_phenotype
+    if reference not in ("fit", "true"): raise ValueError(f"reference must be 'fit' or 'true', got {reference!r}")
     body, fc = default_body_model(), fit_config or FitConfig()
     shapes = random_phenotype(seed, n)
     probe = [views(shapes[i], probes * clip, np.random.default_rng([seed, i, 1])) for i in range(n)]
-    gen, imp, fit_s, score_s, l2, skipped = [], [], [], [], [], 0
+    gen, imp, fit_s, score_s, l2, skel, skel_o, skipped = [], [], [], [], [], [], [], 0
     raw = {id(gen): [], id(imp): []}
     for i in tqdm(range(n), disable=not progress, desc="separation"):
-        v = views(shapes[i], n_ref, np.random.default_rng([seed, i, 0]))
         t0 = time.perf_counter()
-        ref = fit_images_2d(v.kp2d, v.conf, image_size=v.image_size, body=body, config=fc, kpset=v.kpset)
+        if reference == "fit":
+            v = views(shapes[i], n_ref, np.random.default_rng([seed, i, 0]))
+            ref_shape = np.asarray(fit_images_2d(v.kp2d, v.conf, image_size=v.image_size, body=body, config=fc, kpset=v.kpset).shape, np.float64).reshape(-1)
+        else: ref_shape = np.asarray(shapes[i], np.float64)
         fit_s.append(time.perf_counter() - t0)
-        l2.append(float(np.linalg.norm(np.asarray(ref.shape, np.float64).reshape(-1) - shapes[i])))
+        l2.append(float(np.linalg.norm(ref_shape - shapes[i])))
+        skel.append(skeleton_distance(ref_shape, shapes[i], body)); skel_o.append(skeleton_distance(shapes[i], shapes[(i + 1) % n], body))
         for errs, pv in ((gen, probe[i]), (imp, probe[(i + 1) % n])):
             for k in range(probes):
                 sl = slice(k * clip, (k + 1) * clip) if clip > 1 else k
                 if ((pv.conf[sl] >= config.min_conf).sum(-1) < config.min_joints).any(): skipped += 1; continue  # the detector missed the person
-                s = consistency_score(pv.kp2d[sl], pv.conf[sl], np.asarray(ref.shape).reshape(-1), pv.image_size, config, fc, body, pv.kpset)
+                s = consistency_score(pv.kp2d[sl], pv.conf[sl], ref_shape, pv.image_size, config, fc, body, pv.kpset)
                 errs.append(s.norm_error); score_s.append(s.seconds); raw[id(errs)].append((s.reference_error, s.own_error))
     return SeparationResult(np.array(gen), np.array(imp), np.array(raw[id(gen)]).reshape(-1, 2), np.array(raw[id(imp)]).reshape(-1, 2),
-                            config.scale, np.array(fit_s), np.array(score_s), np.array(l2), skipped)
+                            config.scale, np.array(fit_s), np.array(score_s), np.array(l2), skipped, np.array(skel), np.array(skel_o))
 
 # %% ../nbs/34_identity.ipynb #f1b83d09
 def rendered_views(shape: np.ndarray,  # (n_shape,) body shape

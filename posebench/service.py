@@ -4,7 +4,7 @@
 
 # %% ../nbs/40_service.ipynb #3e89ab91
 from __future__ import annotations
-import asyncio, base64, binascii, io, logging, math, os, socket, subprocess, sys, threading, time
+import asyncio, base64, binascii, contextlib, io, logging, math, os, socket, subprocess, sys, threading, time
 from collections import Counter, OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields, replace
@@ -50,11 +50,12 @@ class ServiceConfig:
     shutdown_timeout_s: float = 30.0  # on SIGTERM, wait this long for requests in flight
     torch_threads: int = 1  # torch CPU threads in the server process (mesh posing)
     jpeg_quality: int = 80  # of the overlay image
+    reorder_ms: float = 100.0  # a frame that follows a gap in its session's frame numbers waits this long for the missing ones (0: never)
 
     def __post_init__(self):
         for k in ("max_image_bytes", "max_pixels", "max_concurrent", "max_sessions", "detector_threads", "n_init", "torch_threads"):
             if getattr(self, k) < 1: raise ValueError(f"ServiceConfig.{k} must be >= 1, got {getattr(self, k)}")
-        for k in ("queue_size", "warm_detectors", "max_age", "mesh_vertices", "fit_iters", "first_fit_iters", "retry_after_s", "focal_px", "shutdown_timeout_s"):
+        for k in ("queue_size", "warm_detectors", "max_age", "mesh_vertices", "fit_iters", "first_fit_iters", "retry_after_s", "focal_px", "shutdown_timeout_s", "reorder_ms"):
             if getattr(self, k) < 0: raise ValueError(f"ServiceConfig.{k} must be >= 0, got {getattr(self, k)}")
         if self.session_ttl_s <= 0 or self.half_life <= 0: raise ValueError("ServiceConfig.session_ttl_s and half_life must be > 0")
         if not 1 <= self.jpeg_quality <= 100: raise ValueError(f"ServiceConfig.jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
@@ -129,7 +130,7 @@ class PoseResponse(BaseModel):
     has_mesh: bool
     mesh_frame_number: Optional[int]
     session_id: str
-    session_frame_index: int = Field(description="0, 1, 2, ...: the order in which the session's frames were processed (arrival order)")
+    session_frame_index: int = Field(description="0, 1, 2, ...: the order in which the session's frames were processed (frame-number order)")
     queue_wait_ms: float
     overlay_image_base64: Optional[str] = None
 
@@ -410,8 +411,10 @@ class Session:
     "One video: detector, tracker and mesh poser, fed one frame at a time."
     def __init__(self, session_id: str, config: ServiceConfig, pool: DetectorPool | None = None):
         self.id, self.config, self.pool = session_id, config, pool or DetectorPool(config)
-        self.lock = asyncio.Lock()  # frames of the session run one at a time, in arrival order (asyncio locks are FIFO)
-        self.waiting = 0  # requests holding or waiting for the lock
+        self.turn = asyncio.Condition()  # frames of the session run one at a time, in frame-number order (`ordered`)
+        self.inflight = Counter()  # frame numbers of the requests holding or waiting for their turn
+        self.busy = False  # a frame is being processed
+        self.waiting = 0  # requests holding or waiting for their turn
         self.last_used = time.monotonic()
         self.detector = self.tracker = None
         self.last_frame: int | None = None
@@ -421,6 +424,31 @@ class Session:
         self.last_mesh: tuple[np.ndarray, int] | None = None  # (vertices, frame number) of the latest fit
         self.counts = Counter()  # frames by status, resets
         self.processed = -1  # frames processed so far - 1
+
+    @contextlib.asynccontextmanager
+    async def ordered(self, frame_number: int,  # the request's frame number
+                      reorder_s: float,  # how long a frame right after a gap waits for the missing frames
+                      ):
+        "Hold the session for one frame: in-flight frames with lower numbers go first, and a frame after a gap briefly waits for the missing ones."
+        async with self.turn:
+            self.inflight[frame_number] += 1; self.turn.notify_all()
+            try:
+                waited = False
+                while True:
+                    await self.turn.wait_for(lambda: not self.busy and min(self.inflight) >= frame_number)
+                    gap = self.last_frame is not None and frame_number > self.last_frame + 1
+                    if waited or not gap or reorder_s <= 0: break
+                    waited = True  # a request sent earlier may still be on its way (parsing a large body): give it a moment
+                    try: await asyncio.wait_for(self.turn.wait_for(lambda: min(self.inflight) < frame_number), reorder_s)
+                    except asyncio.TimeoutError: pass
+            except BaseException:
+                self.inflight[frame_number] -= 1; self.inflight += Counter(); self.turn.notify_all(); raise
+            self.busy = True
+        try: yield
+        finally:
+            async with self.turn:
+                self.busy = False; self.inflight[frame_number] -= 1; self.inflight += Counter()  # drop zero counts
+                self.turn.notify_all()
 
     def close(self):
         "Free the tracker; the detector goes back to the pool."
@@ -686,7 +714,7 @@ def create_app(config: ServiceConfig | None = None,  # settings; None: `ServiceC
             sess = st.session(sid)
             sess.waiting += 1
             try:
-                async with sess.lock:
+                async with sess.ordered(req.frame_number, config.reorder_ms / 1e3):
                     async with st.slots:
                         wait = 1e3 * (time.perf_counter() - t0)
                         st.running += 1

@@ -35,7 +35,7 @@ def frames():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     log = tmp_path_factory.mktemp("service") / "server.log"
-    with ServerProcess(ServiceConfig(mesh=False, max_image_bytes=400_000, queue_size=8), log=log) as srv:
+    with ServerProcess(ServiceConfig(mesh=False, max_image_bytes=400_000, queue_size=8, reorder_ms=500), log=log) as srv:
         yield srv
 
 
@@ -88,14 +88,16 @@ def test_sessions_are_separate_and_default_per_client(server, frames):
     assert a2["status"] == "predicted"  # video-1 kept its own track
 
 
-def test_frames_of_a_session_are_processed_in_arrival_order(server, frames):
-    "Frames of one session sent concurrently (20 ms apart, over separate connections) are processed one at a time, in arrival order."
+def test_frames_of_a_session_are_processed_in_frame_number_order(server, frames):
+    "Frames of one session sent concurrently and out of order (10 ms apart, separate connections) are processed one at a time, lowest frame number first."
     rgb, _ = frames
     imgs = [b64(f) for f in rgb[:6]]
-    def send(k):
-        time.sleep(0.02 * k)
+    sent = [0, 2, 1, 4, 3, 5]  # the order the requests go out
+    def send(i):
+        time.sleep(0.01 * i)
+        k = sent[i]
         return httpx.post(server.url + "/pose/hybrid", json=dict(image_base64=imgs[k], frame_number=k, session_id="order"), timeout=60).json()
-    with ThreadPoolExecutor(6) as ex: out = list(ex.map(send, range(6)))
+    with ThreadPoolExecutor(6) as ex: out = sorted(ex.map(send, range(6)), key=lambda o: o["frame_number"])
     assert [o["session_frame_index"] for o in out] == list(range(6)), [o["session_frame_index"] for o in out]
     assert [o["status"] for o in out] == ["observed"] * 6 and {o["track_id"] for o in out} == {1}  # no restart: order kept
     assert max(o["queue_wait_ms"] for o in out) > 0.5 * min(o["processing_time_ms"] for o in out)  # they did queue on the session
