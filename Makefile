@@ -9,7 +9,7 @@ STAMP   := $(VENV)/.installed
 NB_TIMEOUT ?= 900
 OUT     ?= outputs/demo
 
-.PHONY: help install demo test test-slow test-fast check export clean docs docs-check readme
+.PHONY: help install demo test test-slow test-fast check export clean docs docs-check readme serve loadtest
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -34,6 +34,12 @@ test: check  ## run every notebook as a test (slow cells skipped) and the repo t
 
 test-slow: check  ## also run the cells flagged `#| slow`
 	POSEBENCH_TEST_FLAGS=slow $(BIN)/python -m pytest tests -n 2 --dist load --timeout 3600 -p no:cacheprovider
+
+serve: $(STAMP)  ## start the pose service on 127.0.0.1:8000 (POST /pose/hybrid; settings: posebench serve --help)
+	$(BIN)/posebench serve --host 127.0.0.1 --port 8000
+
+loadtest: $(STAMP)  ## load-test the service on loopback with 1, 4 and 16 clients (bounded; prints throughput and latency)
+	$(BIN)/python tools/loadtest.py
 
 export: $(STAMP)  ## regenerate posebench/ and README.md from the notebooks
 	$(BIN)/nbdev_clean
