@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Callable, Literal, Optional
 import numpy as np
 from fastapi import FastAPI, Header, Request, Response  # at module level: FastAPI reads the handlers' annotations from here
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
@@ -338,8 +338,10 @@ class MeshPoser:
 
 # %% ../nbs/40_service.ipynb #2aea1cfd
 class MeshWorker:
-    "One background thread (nice +10) posing each session's mesh to its latest submitted frame."
-    def __init__(self):
+    "One background thread (nice +10) posing each session's mesh to its latest submitted frame, only while the workers have capacity to spare."
+    def __init__(self, busy: Callable[[], bool] = lambda: False,  # whether every worker slot is taken: no new fit starts then
+                 ):
+        self.busy = busy
         self.cond, self.jobs = threading.Condition(), OrderedDict()
         self.stopped, self.fits, self.skipped, self.seconds = False, 0, 0, 0.0
         self.thread = threading.Thread(target=self._run, name="mesh", daemon=True)
@@ -357,7 +359,8 @@ class MeshWorker:
         except (AttributeError, OSError): pass
         while True:
             with self.cond:
-                while not self.jobs and not self.stopped: self.cond.wait()
+                while not self.stopped and (not self.jobs or self.busy()):
+                    self.cond.wait(0.01 if self.jobs else None)  # jobs waiting for spare capacity: look again soon
                 if self.stopped: return
                 _, (s, epoch, kp, conf, frame) = self.jobs.popitem(last=False)
             if epoch != s.mesh_epoch: s.poser.reset(); s.mesh_epoch = epoch  # the session restarted: no warm start
@@ -615,7 +618,7 @@ class ServiceState:
         torch.set_num_threads(self.config.torch_threads)
         if self.config.mesh and _fit_module() is not None:
             body_mesh_subset(self.config.mesh_vertices)
-            self.mesh = MeshWorker()
+            self.mesh = MeshWorker(busy=lambda: self.running >= self.config.max_concurrent)
         self.detectors.fill(self.config.warm_detectors)
         self.ready = True
 
