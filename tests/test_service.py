@@ -131,8 +131,10 @@ def test_errors_are_json_with_a_message(server, frames):
     assert {"200", "400", "413", "422", "503"} <= set(schema["paths"]["/pose/hybrid"]["post"]["responses"])
 
 
-def test_health_and_metrics(server):
-    with httpx.Client(timeout=10) as c:
+def test_health_and_metrics(server, frames):
+    rgb, _ = frames
+    with httpx.Client(timeout=60) as c:  # one frame first: the test must not depend on which tests ran before it on this server
+        assert c.post(server.url + "/pose/hybrid", json=dict(image_base64=b64(rgb[0]), frame_number=0, session_id="metrics")).status_code == 200
         h = c.get(server.url + "/health").json()
         m = c.get(server.url + "/metrics").json()
     assert h["status"] == "ok" and h["ready"]
