@@ -17,14 +17,23 @@ from .core import COCO23, KeypointSet, get_kpset
 from .body import BODY_PARTS, AnnyBody, BodyModel, rotvec_to_rotmat
 
 # %% auto #0
-__all__ = ['ZERO_WEIGHT_STRATEGIES', 'DIM_GROUPS', 'SCORING_CONFIG', 'LOWER_BODY_TABLES', 'OPTIMIZERS', 'FitConfig',
-           'keypoint_head', 'dim_groups', 'lower_body_dims', 'free_dims', 'natural_pose', 'sanitize_weights',
-           'SequenceFit', 'fit_points_3d', 'fit_objective_3d', 'ImageFit', 'deterministic_torch', 'fit_images_2d',
-           'decimate_mesh', 'fit3d_file']
+__all__ = ['ZERO_WEIGHT_STRATEGIES', 'DIM_GROUPS', 'START_POSTURES', 'SCORING_CONFIG', 'MULTISTART', 'LOWER_BODY_TABLES',
+           'OPTIMIZERS', 'FitConfig', 'keypoint_head', 'dim_groups', 'lower_body_dims', 'free_dims', 'natural_pose',
+           'start_poses', 'sanitize_weights', 'SequenceFit', 'fit_points_3d', 'fit_objective_3d', 'ImageFit',
+           'deterministic_torch', 'fit_images_2d', 'decimate_mesh', 'fit3d_file']
 
 # %% ../nbs/30_fit.ipynb #242448b9
 ZERO_WEIGHT_STRATEGIES = ("uniform_finite", "fail")
 DIM_GROUPS = BODY_PARTS + ("toes", "secondary")  # names `FitConfig.freeze` accepts
+
+START_POSTURES: dict[str, dict[str, float]] = {  # 2D fits' start postures: anatomical angles (degrees, `posebench.motion.ANGLE_NAMES`; a name without side sets both) on top of the relaxed stance
+    "natural": {},  # relaxed standing (`natural_pose`)
+    "crouch": {"pelvis_tilt": 30, "trunk_flex": 20, "hip_flex": 95, "knee_flex": 115, "ankle_dorsi": 25, "shoulder_flex": 70},  # squatting, arms forward
+    "arms_up": {"shoulder_abd": 165, "elbow_flex": 10},  # both arms overhead
+    "star": {"shoulder_abd": 95, "hip_abd": 25},  # arms and legs out to the sides
+    "stride_l": {"hip_flex.L": 45, "knee_flex.L": 35, "hip_flex.R": -15, "knee_flex.R": 10},  # left leg forward
+    "stride_r": {"hip_flex.R": 45, "knee_flex.R": 35, "hip_flex.L": -15, "knee_flex.L": 10},  # right leg forward
+}
 
 @dataclass(frozen=True)
 class FitConfig:
@@ -44,25 +53,31 @@ class FitConfig:
     freeze: tuple[str, ...] = ("hands", "jaw", "eyes", "toes", "secondary")  # dim groups kept at their initial values (`DIM_GROUPS`)
     freeze_lower_body: bool = False  # also keep the lower-body dims (`lower_body_dims`) at their initial values
     n_yaw: int = 8  # 2D: start headings tried per image (evenly spaced about the vertical)
-    optimizer_2d: str = "adam"  # 2D fit's optimiser (`OPTIMIZERS`): 'adam' or 'lbfgs' (one image: ~5x lower error at equal steps, ~1.5x the time); the 3D fit always uses Adam
+    optimizer_2d: str = "adam"  # 2D fit's optimiser: 'adam', 'lbfgs' (one image: ~5x lower error at equal steps, ~1.5x the time) or 'lm' (pose stage by Levenberg-Marquardt per image, `iters_pose` residual evaluations; other stages L-BFGS); the 3D fit always uses Adam
     bad_error: float = 0.05  # 3D: a frame whose weighted mean joint error exceeds this (metres) is 'bad'
     bad_norm_error: float = 0.05  # 2D: an image whose reprojection error / bbox diagonal exceeds this is 'bad'
     floor_weight: float = 0.1  # 2D with `floor=`: cost of the lowest foot keypoint 2 cm off the floor
+    pose_starts: tuple[str, ...] = ("natural",)  # 2D: start postures (`START_POSTURES`) tried per image; several: each gets `iters_select` pose steps, the best goes on (anny only)
+    iters_select: int = 20  # 2D with several `pose_starts`: Adam pose steps every start gets before each image keeps its best
     seed: int = 0  # the fits draw no random numbers; torch's RNG is seeded with this inside the call (state restored) all the same
 
     def __post_init__(self):
-        if self.optimizer_2d not in ("adam", "lbfgs"): raise ValueError(f"optimizer_2d must be 'adam' or 'lbfgs', got {self.optimizer_2d!r}")
+        if self.optimizer_2d not in ("adam", "lbfgs", "lm"): raise ValueError(f"optimizer_2d must be 'adam', 'lbfgs' or 'lm', got {self.optimizer_2d!r}")
         if self.zero_weight_strategy not in ZERO_WEIGHT_STRATEGIES:
             raise ValueError(f"zero_weight_strategy must be one of {ZERO_WEIGHT_STRATEGIES}, got {self.zero_weight_strategy!r}")
         object.__setattr__(self, "freeze", (self.freeze,) if isinstance(self.freeze, str) else tuple(self.freeze))
         bad = sorted(set(self.freeze) - set(DIM_GROUPS))
         if bad: raise ValueError(f"freeze: unknown dim groups {bad}; known: {', '.join(DIM_GROUPS)}")
-        for k in ("iters_pose", "iters_shape", "iters_camera", "min_valid_points", "n_yaw"):
+        object.__setattr__(self, "pose_starts", (self.pose_starts,) if isinstance(self.pose_starts, str) else tuple(self.pose_starts))
+        bad = [p for p in self.pose_starts if p not in START_POSTURES]
+        if bad or not self.pose_starts: raise ValueError(f"pose_starts: unknown or no start postures {bad or '()'}; known: {', '.join(START_POSTURES)}")
+        for k in ("iters_pose", "iters_shape", "iters_camera", "iters_select", "min_valid_points", "n_yaw"):
             if int(getattr(self, k)) < (1 if k == "n_yaw" else 0): raise ValueError(f"{k} must be >= {1 if k == 'n_yaw' else 0}, got {getattr(self, k)}")
         for k in ("lr", "huber_delta", "gm_sigma"):
             if not getattr(self, k) > 0: raise ValueError(f"{k} must be > 0, got {getattr(self, k)}")
 
 SCORING_CONFIG = FitConfig(iters_camera=20, iters_pose=30)  # a fixed-shape 1-image fit in ~0.3 s CPU (consistency scores); reprojection error ~2x the default's
+MULTISTART = tuple(START_POSTURES)  # every start posture: `FitConfig(pose_starts=MULTISTART)` reaches squats and raised arms
 
 # %% ../nbs/30_fit.ipynb #5143c885
 class _AnnyKeypoints:
@@ -177,6 +192,25 @@ def natural_pose(body: BodyModel) -> np.ndarray:
         for i, n in enumerate(ANGLE_NAMES):
             if n.split(".")[0] == k: a[0, i] = v
     return angles_to_pose(a, body)[0][0]
+
+def start_poses(body: BodyModel,  # the body model
+                names: Sequence[str] = ("natural",),  # keys of `START_POSTURES`
+                ) -> tuple[Tensor, Tensor]:  # poses (K, n_pose), root rotations (K, 3, 3) body frame
+    "The 2D fits' start postures as body poses: anny's anatomical angles (`angles_to_pose`); other models know only 'natural' (zeros)."
+    bad = [n for n in names if n not in START_POSTURES]
+    if bad: raise ValueError(f"unknown start postures {bad}; known: {', '.join(START_POSTURES)}")
+    dt = body.dtype
+    if not isinstance(body, AnnyBody):
+        if set(names) != {"natural"}: raise ValueError(f"pose_starts {tuple(names)}: start postures other than 'natural' need anny's anatomical angles; use pose_starts=('natural',) for {type(body).__name__}")
+        return torch.zeros(len(names), body.n_pose, dtype=dt), torch.eye(3, dtype=dt).expand(len(names), 3, 3).clone()
+    from posebench.motion import ANGLE_NAMES, STANCE, angles_to_pose
+    a = np.zeros((len(names), len(ANGLE_NAMES)))
+    for k, name in enumerate(names):
+        for key, deg in {**STANCE, **START_POSTURES[name]}.items():
+            for i, n in enumerate(ANGLE_NAMES):
+                if n == key or n.split(".")[0] == key: a[k, i] = deg
+    pose, root = angles_to_pose(a, body)
+    return torch.as_tensor(pose, dtype=dt), rotvec_to_rotmat(torch.as_tensor(root, dtype=dt))
 
 class _AngleMap:
     "Anny's anatomical angles (degrees, `ANGLE_NAMES`) from pose rotation vectors, differentiably: the inverse of `angles_to_pose`."
@@ -297,6 +331,24 @@ def _lbfgs(params: list[Tensor], objective, iters: int, lr: float, per_item: boo
         for b, p in zip(best_p, params): p.copy_(b)
 
 OPTIMIZERS = {"adam": _adam, "lbfgs": _lbfgs}  # name -> fn(params, objective, iters, lr, per_item, history); leaves the best iterate
+
+def _lm(residual,  # x (n,) Tensor -> (m,) residuals Tensor (m >= n), differentiable; the objective is their sum of squares
+        x0: Tensor,  # (n,) start
+        iters: int,  # at most this many residual evaluations
+        history: list,  # appended: sum of squares per evaluation
+        ) -> Tensor:  # (n,) the solution (the best point Levenberg-Marquardt accepted)
+    "Levenberg-Marquardt on one small problem: `scipy.optimize.least_squares` (MINPACK), exact Jacobians by `torch.func.jacrev`."
+    from scipy.optimize import least_squares
+    if iters < 1: return x0
+    jac, dt = torch.func.jacrev(residual), x0.dtype
+    t = lambda x: torch.as_tensor(x, dtype=dt)
+    def fun(x):
+        with torch.no_grad(): r = residual(t(x)).double().numpy()
+        history.append(float(r @ r))
+        return r
+    res = least_squares(fun, x0.detach().double().numpy(), jac=lambda x: jac(t(x)).detach().double().numpy(), method="lm",
+                        max_nfev=max(iters, len(x0) + 1), xtol=1e-10, ftol=1e-10, gtol=1e-12)
+    return t(res.x)
 
 # %% ../nbs/30_fit.ipynb #defce2a4
 def _kp_index(kpset: str | KeypointSet) -> tuple[KeypointSet, np.ndarray]:
@@ -684,7 +736,7 @@ def fit_images_2d(kp2d: np.ndarray,  # (N, J, 2) keypoints of one person in N im
     lo = np.stack([np.where(v, kp[..., i], np.inf).min(1) for i in range(2)], -1)
     hi = np.stack([np.where(v, kp[..., i], -np.inf).max(1) for i in range(2)], -1)
     diag = np.where(skipped, 1.0, np.linalg.norm(hi - lo, axis=-1)).clip(1.0)  # (N,) px
-    hist, opt2d = {}, OPTIMIZERS[config.optimizer_2d]
+    hist, opt2d = {}, OPTIMIZERS["lbfgs" if config.optimizer_2d == "lm" else config.optimizer_2d]
     with deterministic_torch(config.seed):
         S = _Sequence(body, config, idx)
         tgt = torch.as_tensor(np.where(finite[..., None], kp, 0.0), dtype=dt)
@@ -702,12 +754,14 @@ def fit_images_2d(kp2d: np.ndarray,  # (N, J, 2) keypoints of one person in N im
             d = _wmean(_gm(r, config.gm_sigma), w[rep])
             return (d + floor_term(X, rep) if use_floor[0] else d), uv
 
-        # stage 1, camera: the natural pose, rigidly, from n_yaw headings per image at a depth from similar triangles
+        # stage 1, camera: each start posture rigidly, from n_yaw headings per image at a depth from similar triangles
         import roma
-        nat = S.nat[None]
-        kb = S.body_keypoints(z0, nat)[0, S.idx].detach()  # (J, 3)
+        P0, Rroot = start_poses(body, config.pose_starts)  # (Ks, P), (Ks, 3, 3)
+        Ks, Y = len(P0), config.n_yaw
+        kbK = S.body_keypoints(z0, P0)[:, S.idx].detach()  # (Ks, J, 3) body frame
+        kb = kbK[0]
         J_ = {n: i for i, n in enumerate(ks.names)}
-        yaw = torch.arange(config.n_yaw, dtype=dt) * (2 * np.pi / config.n_yaw)
+        yaw = torch.arange(Y, dtype=dt) * (2 * np.pi / Y)
         R0 = _FACING.to(dt) @ rotvec_to_rotmat(yaw[:, None] * torch.tensor([0., 0, 1], dtype=dt))  # (Y, 3, 3)
         torso = [J_.get(n) for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip")]
         f = K[:, :2, :2].diagonal(dim1=-2, dim2=-1).mean(-1)
@@ -721,23 +775,34 @@ def fit_images_2d(kp2d: np.ndarray,  # (N, J, 2) keypoints of one person in N im
             depth.append(float(f[i]) * L3 / max(L2, 1.0))
         depth = torch.as_tensor(depth, dtype=dt)
         c2 = (w[..., None] * tgt).sum(1) / w.sum(1, keepdim=True).clamp_min(1e-9)  # (N, 2) px
-        c3 = (w[..., None] * kb).sum(1) / w.sum(1, keepdim=True).clamp_min(1e-9)  # (N, 3) body frame
-        rep = torch.arange(N).repeat_interleave(config.n_yaw)  # (N*Y,)
-        Rb = R0.repeat(N, 1, 1)
+        c3 = torch.einsum("nj,kjd->nkd", w, kbK) / w.sum(1)[:, None, None].clamp_min(1e-9)  # (N, Ks, 3) body frame
+        rep = torch.arange(N).repeat_interleave(Ks * Y)  # rows: image, start, heading
+        kix = torch.arange(Ks).repeat_interleave(Y).repeat(N)
+        Rb = (R0[None] @ Rroot[:, None]).reshape(-1, 3, 3).repeat(N, 1, 1)
         ray = torch.cat([(c2 - K[:, :2, 2]) / f[:, None], torch.ones(N, 1, dtype=dt)], -1) * depth[:, None]
         go = roma.rotmat_to_rotvec(Rb).clone().requires_grad_()
-        tr = (ray[rep] - (Rb @ c3[rep, :, None])[..., 0]).clone().requires_grad_()
-        kbB = kb.expand(len(rep), -1, -1)
+        tr = (ray[rep] - (Rb @ c3[rep, kix, :, None])[..., 0]).clone().requires_grad_()
+        kbB = kbK[kix]
         hist["camera"] = []
         opt2d([go, tr], lambda: (lambda d: (d.sum() / N, d))(data(kbB, go, tr, rep)[0]), config.iters_camera, config.lr, True, hist["camera"])
         with torch.no_grad():
-            sc = data(kbB, go, tr, rep)[0].view(N, config.n_yaw)
-            pick = torch.arange(N) * config.n_yaw + sc.argmin(1)
+            sc = data(kbB, go, tr, rep)[0].view(N * Ks, Y)
+            pick = torch.arange(N * Ks) * Y + sc.argmin(1)  # each image and start keeps its best heading
         go, tr = go.detach()[pick].clone().requires_grad_(), tr.detach()[pick].clone().requires_grad_()
+        base = P0.repeat(N, 1)  # (N * Ks, P)
+        free = base[:, S.free].clone().requires_grad_()
+        if Ks > 1:  # a short pose fit from every start posture; each image keeps its best
+            rows = torch.arange(N).repeat_interleave(Ks)
+            def sel():
+                pose = S.pose(base, free)
+                per = data(S.body_keypoints(z0, pose)[:, S.idx], go, tr, rows)[0] + S.prior(pose)
+                return per.sum() / N, per
+            hist["select"] = []
+            _adam([free, go, tr], sel, config.iters_select, config.lr, True, hist["select"])
+            with torch.no_grad(): best = torch.arange(N) * Ks + sel()[1].view(N, Ks).argmin(1)
+            base, free, go, tr = base[best], free.detach()[best].clone().requires_grad_(), go.detach()[best].clone().requires_grad_(), tr.detach()[best].clone().requires_grad_()
 
         # stages 2 and 3: pose (shape fixed), then shape + pose
-        base = nat.expand(N, -1).clone()
-        free = base[:, S.free].clone().requires_grad_()
         ids = torch.arange(N)
         def objective(z):
             pose = S.pose(base, free)
@@ -745,7 +810,24 @@ def fit_images_2d(kp2d: np.ndarray,  # (N, J, 2) keypoints of one person in N im
             return per.sum() / N + (S.shape_reg(z) if z.requires_grad else 0.0), per
         hist["pose"] = []
         use_floor[0] = floor_term is not None and shape is not None  # a given shape: the floor holds from the pose stage on
-        opt2d([free, go, tr], lambda: objective(z0), config.iters_pose, config.lr, True, hist["pose"])
+        if config.optimizer_2d == "lm":  # each image alone: pose, orientation, translation by Levenberg-Marquardt
+            nf, sw = len(S.free), (w / w.sum(1, keepdim=True).clamp_min(1e-9)).sqrt()
+            def residual(i, x):  # (m,) residuals whose sum of squares is image i's objective
+                pose = S.pose(base[i:i + 1], x[None, :nf])
+                X = S.body_keypoints(z0, pose)[0, S.idx] @ rotvec_to_rotmat(x[nf:nf + 3]).T + x[nf + 3:]
+                d = (_project(X[None], K[i:i + 1])[0] - tgt[i]) / dg[i]
+                r = [(d * (sw[i] / (d.square().sum(-1) + config.gm_sigma ** 2).sqrt())[:, None]).flatten(),
+                     (config.pose_prior_weight / nf) ** 0.5 * (pose[0, S.free] - S.nat[S.free])]
+                if S.angles is not None and config.joint_limit_weight > 0:
+                    a = S.angles(pose)[0]
+                    r.append(config.joint_limit_weight ** 0.5 * ((a - S.angles.hi).clamp_min(0) + (S.angles.lo - a).clamp_min(0)) * S.angles.driven / 10.0)
+                if use_floor[0]: r.append(floor_term(X[None], torch.tensor([i])).add(1e-12).sqrt())
+                return torch.cat(r)
+            hist["pose"] = []
+            with torch.no_grad(): x0 = torch.cat([free, go, tr], 1)
+            x = torch.stack([_lm(functools.partial(residual, i), x0[i], config.iters_pose, hist["pose"]) if not skipped[i] else x0[i] for i in range(N)])
+            free, go, tr = (x[:, sl].clone().requires_grad_() for sl in (slice(0, nf), slice(nf, nf + 3), slice(nf + 3, None)))
+        else: opt2d([free, go, tr], lambda: objective(z0), config.iters_pose, config.lr, True, hist["pose"])
         use_floor[0] = floor_term is not None
         z = z0.clone().requires_grad_(shape is None)
         if shape is None and config.iters_shape > 0:

@@ -19,9 +19,9 @@ __all__ = ['JOINTS', 'CHAIN_PARENT', 'SIZES', 'LEVEL_CAMERA', 'DEFAULT_JOINT_CHE
            'mirror_perm', 'Mirror', 'wrap_deg', 'mirror_keypoints', 'fit_mirror', 'angle_features',
            'JointRefinerConfig', 'ChainAttention', 'PerJointHeads', 'JointConstraintRefiner', 'n_params', 'LossWeights',
            'refiner_losses', 'camera_to_world', 'view_azimuth', 'detector_clip', 'AnglePairs', 'mean_abs_error',
-           'angle_pairs', 'depthdata_pairs', 'concat_pairs', 'TrainConfig', 'TrainResult', 'train_joint_refiner',
-           'refine_values', 'save_joint_refiner', 'JointRefiner', 'error_rows', 'train_joint_command', 'MainResult',
-           'MainRefiner']
+           'clip_sequences', 'angle_pairs', 'depthdata_pairs', 'concat_pairs', 'TrainConfig', 'TrainResult',
+           'train_joint_refiner', 'refine_values', 'save_joint_refiner', 'JointRefiner', 'error_rows',
+           'train_joint_command', 'MainResult', 'MainRefiner', 'AngleBenchmark', 'benchmark_clips']
 
 # %% ../nbs/52_jointrefine.ipynb #bd5f36d7
 JOINTS: tuple[str, ...] = ("pelvis", "hip_R", "hip_L", "knee_R", "knee_L", "ankle_R", "ankle_L",
@@ -276,7 +276,9 @@ def detector_clip(motion: str,  # a motion of `posebench.motion.MOTIONS`
     from posebench.synth import cached_capture
     from posebench.pipeline import track_video
     f = cache_dir("jointrefine", "clips") / f"{motion}_s{seed}_c{cameras}_{duration:g}s.npz"
-    if f.exists(): return f
+    if f.exists():
+        with np.load(f) as z:
+            if "det2d" in z.files: return f  # older clips lack the detector's 2D (which stage 1 reads): tracked again below
     cap = cached_capture(_clip_scene(motion, seed, cameras, duration), progress=progress)
     gt = cap.gt
     kp, kp2, conf, st = np.full((gt.C, gt.T, 23, 3), np.nan), np.full((gt.C, gt.T, 23, 2), np.nan), np.zeros((gt.C, gt.T, 23)), np.full((gt.C, gt.T), int(FrameStatus.MISSING))
@@ -334,27 +336,48 @@ def mean_abs_error(pred: np.ndarray,  # (N, 12, 3) degrees
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmean(d, 0)
 
+def _check_stage1(refine, method: str):
+    "A clear error when `refine` is not a depth refiner (stage 1 of `MainRefiner`)."
+    if refine is not None and not callable(getattr(refine, method, None)):
+        raise TypeError(f"refine: expected a posebench.depthrefine.DepthRefiner (with `.{method}`), got {type(refine).__name__}; "
+                        "load one with `DepthRefiner.load()`, or pass None for the raw detector keypoints")
+
+def clip_sequences(path: str | Path,  # a file from `detector_clip`
+                   c: int,  # camera index
+                   ) -> tuple[PoseSequence, PoseSequence, np.ndarray, np.ndarray]:  # 3D (T, 23, 3) camera axes (NaN where MISSING), 2D (T, 23, 2) px, R (3, 3), ground truth (T, 23, 3) world
+    "Camera `c`'s tracked 3D and 2D sequences of a clip (what `MainRefiner` reads), its world -> camera rotation and the ground truth."
+    with np.load(path) as z:
+        if "det2d" not in z.files: raise ValueError(f"{path}: no detector 2D (`det2d`; an older clip): delete it and call `detector_clip` again")
+        st, fps = z["status"][c], float(z["fps"])
+        keep = st != FrameStatus.MISSING
+        s3 = PoseSequence(np.where(keep[:, None, None], z["det3d"][c], np.nan), "coco23", z["conf"][c], st, fps, frame="root-relative")
+        s2 = PoseSequence(z["det2d"][c], "coco23", z["conf"][c], st, fps, units="px", frame="image")
+        return s3, s2, z["R"][c], z["gt"]
+
 def angle_pairs(clips: Sequence[str | Path],  # files from `detector_clip`
                 angles_fn: Callable | None = None,  # kp (T, 23, 3) world -> JointAngles; None: `posebench.angles.joint_angles`
                 joints: Sequence[str] = JOINTS,  # joint order of the pairs
+                refine=None,  # stage 1 first: a `posebench.depthrefine.DepthRefiner` run on each camera's tracked 3D + 2D, as in `MainRefiner`; None: the raw detector keypoints
                 ) -> AnglePairs:
-    "Angle pairs (detector vs ground truth) of every tracked frame of every camera of the clips."
+    "Angle pairs (detector, or detector + depth refiner, vs ground truth) of every tracked frame of every camera of the clips."
     if angles_fn is None: from posebench.angles import joint_angles as angles_fn
+    _check_stage1(refine, "refine")
     xs, ys, gs, ms, cs, vs, skipped, dofs = [], [], [], [], [], [], 0, None
     for f in clips:
         f = Path(f)
         if not f.exists(): raise FileNotFoundError(f"{f}: no such clip; make one with `detector_clip(motion, seed)`")
-        with np.load(f) as z: det, st, R, gt, motion, seed = z["det3d"], z["status"], z["R"], z["gt"], str(z["motion"]), int(z["seed"])
-        ga = angles_fn(gt)
-        y = _ordered(ga, joints); dofs = tuple(getattr(ga, "dofs", ()))
-        for c in range(len(det)):
-            keep = st[c] != FrameStatus.MISSING
+        with np.load(f) as z: C, motion, seed = len(z["det3d"]), str(z["motion"]), int(z["seed"])
+        for c in range(C):
+            s3, s2, R, gt = clip_sequences(f, c)
+            if c == 0:
+                ga = angles_fn(gt)
+                y = _ordered(ga, joints); dofs = tuple(getattr(ga, "dofs", ()))
+            keep = s3.status != FrameStatus.MISSING
             skipped += int((~keep).sum())
             if not keep.any(): continue
-            # angles over the tracked span (unwrapped in time), missing frames NaN
-            kw = camera_to_world(np.where(keep[:, None, None], det[c], np.nan), R[c])
-            x = _ordered(angles_fn(kw), joints)
-            xs.append(x[keep]); ys.append(y[keep]); vs.append(view_azimuth(det[c])[keep]); n = int(keep.sum())
+            kp = s3.kp if refine is None else refine.refine(s3, s2)[0].kp  # camera axes; missing frames NaN
+            x = _ordered(angles_fn(camera_to_world(kp, R)), joints)  # over the tracked span (unwrapped in time)
+            xs.append(x[keep]); ys.append(y[keep]); vs.append(view_azimuth(kp)[keep]); n = int(keep.sum())
             gs.append(np.full(n, seed)); ms.append(np.full(n, motion)); cs.append(np.full(n, c))
     if not xs: raise ValueError(f"no tracked frames in {len(clips)} clips")
     cat = np.concatenate
@@ -365,10 +388,12 @@ def depthdata_pairs(folder: str | Path,  # a folder of `shard_*.npz` (`posebench
                     angles_fn: Callable | None = None,  # None: `posebench.angles.joint_angles`
                     max_pairs: int | None = None,  # read shards until this many pairs
                     joints: Sequence[str] = JOINTS,  # joint order
+                    refine=None,  # stage 1 first: a `posebench.depthrefine.DepthRefiner` (`refine_arrays` on the shard's corrupted 3D, 2D and visibility); None: the raw corrupted keypoints
                     ) -> AnglePairs:
-    "Angle pairs from the depth refiner's training shards (detector found the person: `ok`)."
+    "Angle pairs from the depth refiner's shards (detector, or detector + depth refiner, vs ground truth; frames where the detector found the person: `ok`)."
     from posebench.core import convert_keypoints
     if angles_fn is None: from posebench.angles import joint_angles as angles_fn
+    _check_stage1(refine, "refine_arrays")
     shards = sorted(Path(folder).glob("shard_*.npz"))
     if not shards: raise FileNotFoundError(f"{folder}: no shard_*.npz; make them with `posebench.depthdata.generate_pairs`")
     xs, ys, gs, ms, cs, vs, skipped, dofs = [], [], [], [], [], [], 0, ()
@@ -377,8 +402,12 @@ def depthdata_pairs(folder: str | Path,  # a folder of `shard_*.npz` (`posebench
             ok = z["ok"] & np.isfinite(z["corrupted"]).all((1, 2))
             names = z["motions"] if "motions" in z.files else None
             c, g, mo, view = z["corrupted"][ok], z["ground_truth"][ok], z["motion"][ok], z["view"][ok]
+            if refine is not None:
+                if "pose_2d" not in z.files: raise ValueError(f"{f}: no `pose_2d` field, which the depth refiner reads; regenerate the shards with `posebench.depthdata`")
+                p2, vis = z["pose_2d"][ok], z["visibility"][ok] if "visibility" in z.files else None
         skipped += int((~ok).sum())
         if not len(c): continue
+        if refine is not None: c = refine.refine_arrays(c, p2, vis).kp3d  # NaN where the 2D joint is missing
         ang = lambda kp: angles_fn(camera_to_world(convert_keypoints(kp, None, "coco17", "coco23")[0]), kpset="coco23", unwrap=False)
         a, b = ang(c), ang(g)
         x, y = _ordered(a, joints), _ordered(b, joints)
@@ -565,6 +594,9 @@ def train_joint_command(
     cameras: Annotated[int, typer.Option(help="cameras per clip")] = 6,
     size: Annotated[str, typer.Option(help="network size: 'compact' (~100K parameters) or 'seed' (~916K)")] = "compact",
     depthdata: Annotated[Optional[Path], typer.Option(help="also train on the angle pairs of these posebench.depthdata shards")] = None,
+    max_depth_pairs: Annotated[Optional[int], typer.Option(help="read depthdata shards until this many pairs (None: all)")] = None,
+    stage1: Annotated[bool, typer.Option("--stage1/--no-stage1", help="pairs from the depth refiner's output (what stage 2 sees inside MainRefiner) instead of the raw detector keypoints")] = False,
+    depth_checkpoint: Annotated[Optional[Path], typer.Option(help="the depth refiner used by --stage1 (default: models/depth_refiner.pt)")] = None,
     epochs: Annotated[int, typer.Option(help="passes over the pairs")] = 15,
     batch: Annotated[int, typer.Option(help="pairs per step")] = 256,
     lr: Annotated[float, typer.Option(help="peak learning rate")] = 1e-3,
@@ -577,13 +609,17 @@ def train_joint_command(
     from posebench.angles import joint_angles
     mo = [m.strip() for m in motions.split(",") if m.strip()]
     clip = lambda m, s: detector_clip(m, s, cameras, progress=False)
+    depth = None
+    if stage1:
+        from posebench.depthrefine import DepthRefiner
+        depth = DepthRefiner.load(depth_checkpoint)
     from tqdm.auto import tqdm
     vmo = [m.strip() for m in val_motions.split(",") if m.strip()]
     jobs = [(m, s) for s in _ints(train_seeds) for m in mo] + [(m, s) for s in _ints(val_seeds) for m in vmo]
     files = {j: clip(*j) for j in tqdm(jobs, desc="clips", disable=not progress)}
-    tr = angle_pairs([files[(m, s)] for s in _ints(train_seeds) for m in mo])
-    va = angle_pairs([files[(m, s)] for s in _ints(val_seeds) for m in vmo]) if _ints(val_seeds) and vmo else None
-    if depthdata is not None: tr = concat_pairs([tr, depthdata_pairs(depthdata)])
+    tr = angle_pairs([files[(m, s)] for s in _ints(train_seeds) for m in mo], refine=depth)
+    va = angle_pairs([files[(m, s)] for s in _ints(val_seeds) for m in vmo], refine=depth) if _ints(val_seeds) and vmo else None
+    if depthdata is not None: tr = concat_pairs([tr, depthdata_pairs(depthdata, max_pairs=max_depth_pairs, refine=depth)])
     gt = np.concatenate([np.load(files[(m, s)])["gt"] for s in _ints(train_seeds) for m in mo])
     mirror = fit_mirror(joint_angles, gt)
     if size not in SIZES: raise ValueError(f"unknown size {size!r}; known: {', '.join(SIZES)}")
@@ -591,9 +627,10 @@ def train_joint_command(
     res = train_joint_refiner(tr, va, mirror, cfg, progress=progress)
     errs = {}
     if va is not None:
-        errs = {"detector": mean_abs_error(va.x, va.y), "refined": mean_abs_error(refine_values(res.model, va.x), va.y)}
+        errs = {"stage 1" if stage1 else "detector": mean_abs_error(va.x, va.y), "refined": mean_abs_error(refine_values(res.model, va.x, va.view), va.y)}
     meta = dict(size=size, motions=mo, val_motions=vmo, train_seeds=_ints(train_seeds), val_seeds=_ints(val_seeds), cameras=cameras, n_train=len(tr),
-                n_val=0 if va is None else len(va), depthdata=None if depthdata is None else str(depthdata),
+                n_val=0 if va is None else len(va), depthdata=None if depthdata is None else str(depthdata), max_depth_pairs=max_depth_pairs,
+                stage1=stage1, depth_checkpoint=None if depth is None else str(depth_checkpoint or "models/depth_refiner.pt"), epochs=epochs, seed=seed,
                 val_error_deg={k: np.round(v, 2).tolist() for k, v in errs.items()})
     save_joint_refiner(res, out, meta)
     if errs: typer.echo(error_rows(errs, res.model.joints))
@@ -674,3 +711,54 @@ class MainRefiner:
         ref = self.refine_angles(raw, kp); t3 = clock()
         ms = lambda k: {n: round(1e3 * (b[k] - a[k]) / T, 4) for n, (a, b) in dict(depth=(t0, t1), angles=(t1, t2), joint=(t2, t3), total=(t0, t3)).items()}
         return MainResult(kp, world, raw, ref, ms(0), ms(1))
+
+# %% ../nbs/52_jointrefine.ipynb #aac51b97
+@dataclass
+class AngleBenchmark:
+    "Angles of clips (every camera, every tracked frame) under each refinement, with the truth and what describes each frame."
+    angles: dict  # {'detector', '+ depth', '+ joint', '+ depth + joint'}: (N, 12, 3) degrees (the '+ depth' rows only with a depth refiner)
+    gt: np.ndarray  # (N, 12, 3) degrees: angles of the exact keypoints
+    motion: np.ndarray  # (N,) str
+    camera: np.ndarray  # (N,) int camera of the clip
+    view: np.ndarray  # (N,) true view azimuth, degrees (0: facing the camera, +-180: facing away)
+    swapped: np.ndarray  # (N,) bool: the detector's 3D has the left hip where the truth has the right one (a left/right reversal)
+    cpu_ms: list  # `MainRefiner`'s CPU ms per frame, one value per camera clip (empty without a depth refiner)
+
+    def __len__(self): return len(self.gt)
+
+    def errors(self, mask: np.ndarray | None = None,  # (N,) bool frames to score; None: all
+               ) -> dict[str, np.ndarray]:  # {row: (12, 3) mean absolute error, deg}
+        "Per joint and DOF mean absolute error of every row."
+        m = np.ones(len(self), bool) if mask is None else np.asarray(mask, bool)
+        return {k: mean_abs_error(v[m], self.gt[m]) for k, v in self.angles.items()}
+
+def benchmark_clips(clips: Sequence[str | Path],  # files from `detector_clip`
+                    joint: JointRefiner,  # stage 2
+                    depth=None,  # stage 1, a `posebench.depthrefine.DepthRefiner`; None: no '+ depth' rows
+                    ) -> AngleBenchmark:
+    "Detector, + depth, + joint and + depth + joint angles of every tracked frame of every camera of the clips."
+    from posebench.angles import joint_angles
+    _check_stage1(depth, "refine")
+    keys = ("detector", "+ depth", "+ joint", "+ depth + joint") if depth is not None else ("detector", "+ joint")
+    rows, gts, mos, cams, views, swaps, ms = {k: [] for k in keys}, [], [], [], [], [], []
+    for f in clips:
+        if not Path(f).exists(): raise FileNotFoundError(f"{f}: no such clip; make one with `detector_clip(motion, seed)`")
+        with np.load(f) as z: C, motion = len(z["det3d"]), str(z["motion"])
+        for c in range(C):
+            s3, s2, R, gt = clip_sequences(f, c)
+            keep = s3.status != FrameStatus.MISSING
+            if not keep.any(): continue
+            a_raw = _ordered(joint_angles(camera_to_world(s3.kp, R)), JOINTS)
+            rows["detector"].append(a_raw[keep]); rows["+ joint"].append(joint.refine_values(a_raw, view_azimuth(s3.kp))[keep])
+            if depth is not None:
+                r = MainRefiner(joint, depth)(s3, s2, R)
+                ms.append(r.cpu_ms_per_frame["total"])
+                rows["+ depth"].append(_ordered(r.angles_raw, joint.model.joints)[keep]); rows["+ depth + joint"].append(_ordered(r.angles, joint.model.joints)[keep])
+            R = np.asarray(R, float)
+            gcam = np.asarray(gt, float) @ R.T if R.ndim == 2 else np.einsum("tij,tkj->tki", R, gt)  # world -> camera axes
+            dl, gl = s3.kp[:, _LHIP] - s3.kp[:, _RHIP], gcam[:, _LHIP] - gcam[:, _RHIP]
+            gts.append(_ordered(joint_angles(gt), JOINTS)[keep]); mos.append(np.full(int(keep.sum()), motion)); cams.append(np.full(int(keep.sum()), c))
+            views.append(view_azimuth(gcam)[keep]); swaps.append(((dl * gl).sum(-1) < 0)[keep])
+    if not gts: raise ValueError(f"no tracked frames in {len(clips)} clips")
+    cat = np.concatenate
+    return AngleBenchmark({k: cat(v) for k, v in rows.items()}, cat(gts), cat(mos), cat(cams), cat(views), cat(swaps), ms)
