@@ -595,7 +595,7 @@ def train_joint_command(
     size: Annotated[str, typer.Option(help="network size: 'compact' (~100K parameters) or 'seed' (~916K)")] = "compact",
     depthdata: Annotated[Optional[Path], typer.Option(help="also train on the angle pairs of these posebench.depthdata shards")] = None,
     max_depth_pairs: Annotated[Optional[int], typer.Option(help="read depthdata shards until this many pairs (None: all)")] = None,
-    stage1: Annotated[bool, typer.Option("--stage1/--no-stage1", help="pairs from the depth refiner's output (what stage 2 sees inside MainRefiner) instead of the raw detector keypoints")] = False,
+    stage1: Annotated[bool, typer.Option("--stage1/--no-stage1", help="pairs from the depth refiner's output (what stage 2 sees inside MainRefiner); --no-stage1: from the raw detector keypoints")] = True,
     depth_checkpoint: Annotated[Optional[Path], typer.Option(help="the depth refiner used by --stage1 (default: models/depth_refiner.pt)")] = None,
     epochs: Annotated[int, typer.Option(help="passes over the pairs")] = 15,
     batch: Annotated[int, typer.Option(help="pairs per step")] = 256,
