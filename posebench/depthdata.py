@@ -212,7 +212,7 @@ def load_pairs(data_dir: str | Path | Sequence[str | Path],  # a folder of shard
     "All pairs of a folder of shards (only those listed in its manifest, so a shard being written is never read)."
     dirs = [data_dir] if isinstance(data_dir, (str, Path)) else list(data_dir)
     parts = []
-    for dd in dirs:
+    for fi, dd in enumerate(dirs):
         dd = Path(dd)
         m = dd / "manifest.json"
         if not m.exists(): raise FileNotFoundError(f"{dd}: no manifest.json; write pairs with `generate_pairs({str(dd)!r})`")
@@ -221,7 +221,7 @@ def load_pairs(data_dir: str | Path | Sequence[str | Path],  # a folder of shard
             with np.load(shard_path(dd, i), allow_pickle=False) as z:
                 d = {k: z[k] for k in PAIR_FIELDS}
                 d["motion_name"] = z["motions"][d["motion"]]
-            d["shard"] = np.full(len(d["ok"]), i, np.int32)
+            d["shard"], d["folder"] = np.full(len(d["ok"]), i, np.int32), np.full(len(d["ok"]), fi, np.int16)
             parts.append(d)
             if max_pairs is not None and sum(len(p["ok"]) for p in parts) >= max_pairs: break
         if max_pairs is not None and sum(len(p["ok"]) for p in parts) >= max_pairs: break
@@ -238,9 +238,16 @@ def generate_depth_command(
         split: Annotated[str, typer.Option(help="train or test (held-out motions and cameras)")] = "train",
         out: Annotated[Path | None, typer.Option(help="shard folder; default: cache_dir('depthdata', SPLIT)")] = None,
         minutes: Annotated[float | None, typer.Option(help="stop cleanly after this many minutes (resume later)")] = None,
+        motions: Annotated[str | None, typer.Option(help="comma-separated motions instead of the split's (e.g. 'freestyle' for extra pose variety; give its own --out)")] = None,
+        seed: Annotated[int | None, typer.Option(help="seed of the shards instead of the split's (another seed, other people and cameras)")] = None,
         ) -> dict:
     "Render people from cameras all around them, run BlazePose, and write depth training pairs (resumable)."
-    m = generate_pairs(out, pairs, split_config(split), max_seconds=None if minutes is None else 60 * minutes)
+    over = {} if motions is None else dict(motions=tuple(m.strip() for m in motions.split(",") if m.strip()))
+    if seed is not None: over["seed"] = seed
+    leak = set(over.get("motions", ())) & set(HELDOUT_MOTIONS)
+    if split == "train" and leak: raise ValueError(f"{sorted(leak)} are held out for the test split (the benchmark's unseen motions); leave them out of training data")
+    if over and out is None: raise ValueError("--motions/--seed make a different set of pairs: give it its own --out folder (the default one holds the standard split)")
+    m = generate_pairs(out, pairs, split_config(split, **over), max_seconds=None if minutes is None else 60 * minutes)
     typer.echo(f"{split}: {m['pairs']} pairs in {len(m['shards'])} shards ({m['detected']} detected, "
                f"{m['pairs'] - m['detected']} detector failures kept and flagged) in {out or default_data_dir(split)}")
     return m

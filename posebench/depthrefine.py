@@ -266,7 +266,7 @@ def train_depth_refiner(data_dir: str | Path | Sequence[str | Path] | None = Non
     if amp and not device.startswith("cuda"): raise ValueError("amp (bf16 autocast) is for CUDA; on CPU pass amp=False")
     torch.manual_seed(seed)
     pairs = load_pairs(data_dir if data_dir is not None else default_data_dir("train"), max_pairs)
-    clip_id = pairs["shard"].astype(np.int64) * 1000 + pairs["clip"]
+    clip_id = (pairs["folder"].astype(np.int64) * 100_000 + pairs["shard"]) * 1000 + pairs["clip"]  # unique over several folders
     clips = np.unique(clip_id)
     rng = np.random.default_rng(seed)
     val_clips = rng.choice(clips, max(1, int(round(val_fraction * len(clips)))), replace=False) if len(clips) > 1 else clips[:0]

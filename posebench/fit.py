@@ -359,6 +359,14 @@ def _kp_index(kpset: str | KeypointSet) -> tuple[KeypointSet, np.ndarray]:
                               "(`posebench.core.convert_keypoints`)")
     return ks, np.array([COCO23.names.index(n) for n in ks.names])
 
+def _fit_inputs(body: BodyModel | None, kpset: str | KeypointSet, points, conf, D: int, name: str):
+    "What every fitter starts from: the body (None: the shared anny), the keypoint set and its COCO23 indices, the checked points and weights."
+    if body is None:
+        from posebench.motion import default_body_model
+        body = default_body_model()
+    ks, idx = _kp_index(kpset)
+    return (body, ks, idx) + tuple(_check_points(points, conf, len(ks.names), D, name))
+
 class _Sequence:
     "The differentiable pieces a fit needs: body keypoints placed in the world, priors, the shape's bounds."
     def __init__(self, body: BodyModel, config: FitConfig, idx: np.ndarray):
@@ -471,11 +479,7 @@ def fit_points_3d(points: np.ndarray,  # (T, J, 3) target keypoints, world metre
                   progress: bool = False,  # print one line per stage
                   ) -> SequenceFit:
     "Fit one body (shared shape, per-frame pose, orientation, translation) to a sequence of 3D keypoints, all frames as one batch."
-    if body is None:
-        from posebench.motion import default_body_model
-        body = default_body_model()
-    ks, idx = _kp_index(kpset)
-    pts, cf = _check_points(points, conf, len(ks.names), 3, "points")
+    body, ks, idx, pts, cf = _fit_inputs(body, kpset, points, conf, 3, "points")
     T, dt = len(pts), body.dtype
     finite = np.isfinite(pts).all(-1)
     w_np, fallback, n_valid = sanitize_weights(finite, cf, config)
@@ -720,11 +724,7 @@ def fit_images_2d(kp2d: np.ndarray,  # (N, J, 2) keypoints of one person in N im
                   floor: float | None = None,  # world height of the floor (Z up), metres, for calibrated `Camera`s: the lowest foot keypoint is pulled onto it
                   ) -> ImageFit:
     "SMPLify-style deterministic fit: shared shape; per image pose, orientation and camera translation; staged (camera, pose, shape)."
-    if body is None:
-        from posebench.motion import default_body_model
-        body = default_body_model()
-    ks, idx = _kp_index(kpset)
-    kp, cf = _check_points(kp2d, conf, len(ks.names), 2, "kp2d")
+    body, ks, idx, kp, cf = _fit_inputs(body, kpset, kp2d, conf, 2, "kp2d")
     N, dt = len(kp), body.dtype
     K_np = _intrinsics(N, image_size, cameras)
     kp = _undistort(kp, cameras)

@@ -593,8 +593,8 @@ def train_joint_command(
     val_motions: Annotated[str, typer.Option(help="comma-separated motions of the validation clips")] = "walk,run,squat,arm_raise",
     cameras: Annotated[int, typer.Option(help="cameras per clip")] = 6,
     size: Annotated[str, typer.Option(help="network size: 'compact' (~100K parameters) or 'seed' (~916K)")] = "compact",
-    depthdata: Annotated[Optional[Path], typer.Option(help="also train on the angle pairs of these posebench.depthdata shards")] = None,
-    max_depth_pairs: Annotated[Optional[int], typer.Option(help="read depthdata shards until this many pairs (None: all)")] = None,
+    depthdata: Annotated[Optional[list[Path]], typer.Option(help="also train on the angle pairs of these posebench.depthdata shard folders (repeatable)")] = None,
+    max_depth_pairs: Annotated[Optional[int], typer.Option(help="read each depthdata folder's shards until this many pairs (None: all)")] = None,
     stage1: Annotated[bool, typer.Option("--stage1/--no-stage1", help="pairs from the depth refiner's output (what stage 2 sees inside MainRefiner); --no-stage1: from the raw detector keypoints")] = True,
     depth_checkpoint: Annotated[Optional[Path], typer.Option(help="the depth refiner used by --stage1 (default: models/depth_refiner.pt)")] = None,
     epochs: Annotated[int, typer.Option(help="passes over the pairs")] = 15,
@@ -619,7 +619,8 @@ def train_joint_command(
     files = {j: clip(*j) for j in tqdm(jobs, desc="clips", disable=not progress)}
     tr = angle_pairs([files[(m, s)] for s in _ints(train_seeds) for m in mo], refine=depth)
     va = angle_pairs([files[(m, s)] for s in _ints(val_seeds) for m in vmo], refine=depth) if _ints(val_seeds) and vmo else None
-    if depthdata is not None: tr = concat_pairs([tr, depthdata_pairs(depthdata, max_pairs=max_depth_pairs, refine=depth)])
+    depthdata = [depthdata] if isinstance(depthdata, (str, Path)) else list(depthdata or [])
+    if depthdata: tr = concat_pairs([tr] + [depthdata_pairs(d, max_pairs=max_depth_pairs, refine=depth) for d in depthdata])
     gt = np.concatenate([np.load(files[(m, s)])["gt"] for s in _ints(train_seeds) for m in mo])
     mirror = fit_mirror(joint_angles, gt)
     if size not in SIZES: raise ValueError(f"unknown size {size!r}; known: {', '.join(SIZES)}")
@@ -629,7 +630,7 @@ def train_joint_command(
     if va is not None:
         errs = {"stage 1" if stage1 else "detector": mean_abs_error(va.x, va.y), "refined": mean_abs_error(refine_values(res.model, va.x, va.view), va.y)}
     meta = dict(size=size, motions=mo, val_motions=vmo, train_seeds=_ints(train_seeds), val_seeds=_ints(val_seeds), cameras=cameras, n_train=len(tr),
-                n_val=0 if va is None else len(va), depthdata=None if depthdata is None else str(depthdata), max_depth_pairs=max_depth_pairs,
+                n_val=0 if va is None else len(va), depthdata=[str(d) for d in depthdata] or None, max_depth_pairs=max_depth_pairs,
                 stage1=stage1, depth_checkpoint=None if depth is None else str(depth_checkpoint or "models/depth_refiner.pt"), epochs=epochs, seed=seed,
                 val_error_deg={k: np.round(v, 2).tolist() for k, v in errs.items()})
     save_joint_refiner(res, out, meta)
