@@ -83,7 +83,12 @@ def _stage_report(s: dict) -> list[str]:
         L.append(f"multiview: triangulation MPJPE {m.get('triangulation_mpjpe_mm')} mm, reprojection median {m.get('reproj_median_px')} px, "
                  f"body fit joints {m.get('fit_joint_mm')} mm / vertices {m.get('fit_vertex_mm')} mm, NaN {m.get('nan_counts')}; 3D view {m.get('view')}")
     if i := s.get("identity"):
-        for g, v in i.get("scores", {}).items(): L.append(f"identity: {g}: consistency {100 * v:.1f}% against the demo subject's fitted shape")
+        sc = i.get("scores", {})
+        for g, v in sc.items(): L.append(f"identity: {g}: consistency {100 * v:.1f}% against the demo subject's fitted shape")
+        same, other = sc.get("second clip, same person"), sc.get("different body")
+        if same is not None and other is not None and other >= same - 0.05:
+            L.append("identity: WARNING: the different body scores as high as the same person, so this score does not tell these two apart: "
+                     "the shape fitted from 4 frames is not yet accurate enough (see nbs/34_identity.ipynb)")
     if r := s.get("run"):
         e = r.get("sagittal_error_deg", {})
         L.append("joint angles (run, camera 1): sagittal error vs ground truth " + ", ".join(f"{k} {v}" for k, v in e.items()) + " deg; "
@@ -92,6 +97,8 @@ def _stage_report(s: dict) -> list[str]:
         L.append(f"service: {v['responses']} responses for {v['frames']} frames ({v['spoilt']} spoilt): {v['observed']} observed, "
                  f"{v['predicted']} predicted, {v['missing']} missing")
     return L
+
+
 
 # %% ../nbs/90_cli.ipynb #5ff0013b
 DEMO_STAGES = ("depth", "multiview", "identity", "run", "service")  # the stages after detection + tracking, in order
