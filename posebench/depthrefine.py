@@ -322,9 +322,10 @@ def train_depth_command(
         amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="bf16 autocast (default: on CUDA only)")] = None,
         max_pairs: Annotated[int | None, typer.Option(help="use at most this many pairs")] = None,
         threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
+        layers: Annotated[int, typer.Option(help="transformer encoder layers (`RefinerConfig.layers`)")] = RefinerConfig.layers,
         ) -> TrainResult:
     "Train the depth refiner on generated pairs and write its checkpoint; prints one line per epoch."
-    r = train_depth_refiner(data or None, out, epochs, batch_size, seed, device, amp, max_pairs=max_pairs, threads=threads)
+    r = train_depth_refiner(data or None, out, epochs, batch_size, seed, device, amp, max_pairs=max_pairs, threads=threads, cfg=RefinerConfig(layers=layers))
     for i, h in enumerate(r.history):
         typer.echo(f"epoch {i + 1:3d}: loss {h['total']:.4f} (depth term {h['depth']:.4f}), val depth error {h.get('val_before_cm', float('nan')):.2f} -> {h.get('val_after_cm', float('nan')):.2f} cm, {h['seconds']:.0f} s")
     typer.echo(f"{r.n_train} training pairs ({r.n_failed} detector failures left out), {r.n_params:,} parameters, {r.seconds:.0f} s: wrote {r.path}")
