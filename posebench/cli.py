@@ -84,11 +84,19 @@ def _stage_report(s: dict) -> list[str]:
                  f"body fit joints {m.get('fit_joint_mm')} mm / vertices {m.get('fit_vertex_mm')} mm, NaN {m.get('nan_counts')}; 3D view {m.get('view')}")
     if i := s.get("identity"):
         sc = i.get("scores", {})
-        for g, v in sc.items(): L.append(f"identity: {g}: consistency {100 * v:.1f}% against the demo subject's fitted shape")
+        er = i.get("errors", {})
+        for g, v in sc.items(): L.append(f"identity: {g}: consistency {100 * v:.1f}% against the demo subject's fitted shape"
+                                         + (f" (excess error {er[g]:.2e} of the box diagonal)" if g in er else ""))
         same, other = sc.get("second clip, same person"), sc.get("different body")
+        e_same, e_other = er.get("second clip, same person"), er.get("different body")
         if same is not None and other is not None and other >= same - 0.05:
-            L.append("identity: WARNING: the different body scores as high as the same person, so this score does not tell these two apart: "
-                     "the shape fitted from 4 frames is not yet accurate enough (see nbs/34_identity.ipynb)")
+            if e_same is not None and e_other is not None and e_other > 2 * e_same:
+                from posebench.identity import ScoreConfig
+                L.append(f"identity: WARNING: the excess errors separate the two ({e_same:.1e} vs {e_other:.1e}), but both lie far above the score's scale "
+                         f"({ScoreConfig().scale:g}, calibrated on exact keypoints), so both score near 0: detector keypoints need a calibration of their own (see nbs/34_identity.ipynb)")
+            else:
+                L.append("identity: WARNING: the different body scores as high as the same person, so this score does not tell these two apart: "
+                         "the shape fitted from 4 frames is not yet accurate enough (see nbs/34_identity.ipynb)")
     if r := s.get("run"):
         e = r.get("sagittal_error_deg", {})
         L.append("joint angles (run, camera 1): sagittal error vs ground truth " + ", ".join(f"{k} {v}" for k, v in e.items()) + " deg; "

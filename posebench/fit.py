@@ -17,10 +17,10 @@ from .core import COCO23, KeypointSet, get_kpset
 from .body import BODY_PARTS, AnnyBody, BodyModel, rotvec_to_rotmat
 
 # %% auto #0
-__all__ = ['ZERO_WEIGHT_STRATEGIES', 'DIM_GROUPS', 'START_POSTURES', 'SCORING_CONFIG', 'MULTISTART', 'LOWER_BODY_TABLES',
-           'OPTIMIZERS', 'FitConfig', 'keypoint_head', 'dim_groups', 'lower_body_dims', 'free_dims', 'natural_pose',
-           'start_poses', 'sanitize_weights', 'SequenceFit', 'fit_points_3d', 'fit_objective_3d', 'ImageFit',
-           'deterministic_torch', 'fit_images_2d', 'decimate_mesh', 'fit3d_file']
+__all__ = ['ZERO_WEIGHT_STRATEGIES', 'DIM_GROUPS', 'START_POSTURES', 'SCORING_CONFIG', 'MULTISTART', 'STILL_CONFIG',
+           'LOWER_BODY_TABLES', 'OPTIMIZERS', 'FitConfig', 'keypoint_head', 'dim_groups', 'lower_body_dims',
+           'free_dims', 'natural_pose', 'start_poses', 'sanitize_weights', 'SequenceFit', 'fit_points_3d',
+           'fit_objective_3d', 'ImageFit', 'deterministic_torch', 'fit_images_2d', 'decimate_mesh', 'fit3d_file']
 
 # %% ../nbs/30_fit.ipynb #242448b9
 ZERO_WEIGHT_STRATEGIES = ("uniform_finite", "fail")
@@ -78,6 +78,7 @@ class FitConfig:
 
 SCORING_CONFIG = FitConfig(iters_camera=20, iters_pose=30)  # a fixed-shape 1-image fit in ~0.3 s CPU (consistency scores); reprojection error ~2x the default's
 MULTISTART = tuple(START_POSTURES)  # every start posture: `FitConfig(pose_starts=MULTISTART)` reaches squats and raised arms
+STILL_CONFIG = FitConfig(pose_starts=MULTISTART, optimizer_2d="lm", iters_pose=30, iters_shape=100, pose_prior_weight=0.0, shape_reg_weight=1e-5)  # `same_pose` references (one posture, several cameras): all start postures, Levenberg-Marquardt for pose and shape, weak priors (4 views pin the 3D keypoints)
 
 # %% ../nbs/30_fit.ipynb #5143c885
 class _AnnyKeypoints:
@@ -340,7 +341,8 @@ def _lm(residual,  # x (n,) Tensor -> (m,) residuals Tensor (m >= n), differenti
     "Levenberg-Marquardt on one small problem: `scipy.optimize.least_squares` (MINPACK), exact Jacobians by `torch.func.jacrev`."
     from scipy.optimize import least_squares
     if iters < 1: return x0
-    jac, dt = torch.func.jacrev(residual), x0.dtype
+    with torch.no_grad(): m = residual(x0).numel()
+    jac, dt = (torch.func.jacfwd if len(x0) < m else torch.func.jacrev)(residual), x0.dtype  # forward mode when there are fewer unknowns than residuals: fewer passes
     t = lambda x: torch.as_tensor(x, dtype=dt)
     def fun(x):
         with torch.no_grad(): r = residual(t(x)).double().numpy()
@@ -722,8 +724,9 @@ def fit_images_2d(kp2d: np.ndarray,  # (N, J, 2) keypoints of one person in N im
                   shape: np.ndarray | None = None,  # (S,) known shape held fixed (the consistency-score path); None: fit one shared shape
                   kpset: str | KeypointSet = "coco23",  # what the J points are
                   floor: float | None = None,  # world height of the floor (Z up), metres, for calibrated `Camera`s: the lowest foot keypoint is pulled onto it
+                  same_pose: bool = False,  # the images show one posture (synchronised cameras, or a person holding still photographed from around): one pose shared by all; each image keeps its own orientation and translation
                   ) -> ImageFit:
-    "SMPLify-style deterministic fit: shared shape; per image pose, orientation and camera translation; staged (camera, pose, shape)."
+    "SMPLify-style deterministic fit: shared shape; per image pose (or one shared pose), orientation and camera translation; staged (camera, pose, shape)."
     body, ks, idx, kp, cf = _fit_inputs(body, kpset, kp2d, conf, 2, "kp2d")
     N, dt = len(kp), body.dtype
     K_np = _intrinsics(N, image_size, cameras)
@@ -789,24 +792,30 @@ def fit_images_2d(kp2d: np.ndarray,  # (N, J, 2) keypoints of one person in N im
             sc = data(kbB, go, tr, rep)[0].view(N * Ks, Y)
             pick = torch.arange(N * Ks) * Y + sc.argmin(1)  # each image and start keeps its best heading
         go, tr = go.detach()[pick].clone().requires_grad_(), tr.detach()[pick].clone().requires_grad_()
-        base = P0.repeat(N, 1)  # (N * Ks, P)
+        base = P0.clone() if same_pose else P0.repeat(N, 1)  # (Ks or N * Ks, P): one pose per start, or per image and start
         free = base[:, S.free].clone().requires_grad_()
-        if Ks > 1:  # a short pose fit from every start posture; each image keeps its best
+        if Ks > 1:  # a short pose fit from every start posture; each image (or, with same_pose, all together) keeps its best
             rows = torch.arange(N).repeat_interleave(Ks)
+            pr = torch.arange(Ks).repeat(N) if same_pose else torch.arange(N * Ks)  # the pose row of each (image, start) row
             def sel():
                 pose = S.pose(base, free)
-                per = data(S.body_keypoints(z0, pose)[:, S.idx], go, tr, rows)[0] + S.prior(pose)
+                per = data(S.body_keypoints(z0, pose)[:, S.idx][pr], go, tr, rows)[0] + S.prior(pose)[pr]
                 return per.sum() / N, per
             hist["select"] = []
-            _adam([free, go, tr], sel, config.iters_select, config.lr, True, hist["select"])
-            with torch.no_grad(): best = torch.arange(N) * Ks + sel()[1].view(N, Ks).argmin(1)
-            base, free, go, tr = base[best], free.detach()[best].clone().requires_grad_(), go.detach()[best].clone().requires_grad_(), tr.detach()[best].clone().requires_grad_()
+            _adam([free, go, tr], sel, config.iters_select, config.lr, not same_pose, hist["select"])
+            with torch.no_grad():
+                per = sel()[1].view(N, Ks)
+                k = per.sum(0).argmin().repeat(N) if same_pose else per.argmin(1)
+                best = torch.arange(N) * Ks + k
+            pb = k[:1] if same_pose else best
+            base, free, go, tr = base[pb], free.detach()[pb].clone().requires_grad_(), go.detach()[best].clone().requires_grad_(), tr.detach()[best].clone().requires_grad_()
 
         # stages 2 and 3: pose (shape fixed), then shape + pose
         ids = torch.arange(N)
+        pr = torch.zeros(N, dtype=torch.long) if same_pose else ids  # each image's row of `base`/`free`
         def objective(z):
             pose = S.pose(base, free)
-            per = data(S.body_keypoints(z, pose)[:, S.idx], go, tr, ids)[0] + S.prior(pose)
+            per = data(S.body_keypoints(z, pose)[:, S.idx][pr], go, tr, ids)[0] + S.prior(pose)[pr]  # shared: the prior once (mean over images)
             return per.sum() / N + (S.shape_reg(z) if z.requires_grad else 0.0), per
         hist["pose"] = []
         use_floor[0] = floor_term is not None and shape is not None  # a given shape: the floor holds from the pose stage on
@@ -823,18 +832,45 @@ def fit_images_2d(kp2d: np.ndarray,  # (N, J, 2) keypoints of one person in N im
                     r.append(config.joint_limit_weight ** 0.5 * ((a - S.angles.hi).clamp_min(0) + (S.angles.lo - a).clamp_min(0)) * S.angles.driven / 10.0)
                 if use_floor[0]: r.append(floor_term(X[None], torch.tensor([i])).add(1e-12).sqrt())
                 return torch.cat(r)
+            def residual_all(x, ns=0):  # same_pose: one problem over (the shape's `ns` dims,) the shared pose and every image's orientation and translation
+                pose = S.pose(base, x[None, ns:ns + nf])
+                g, t = x[ns + nf:ns + nf + 3 * N].view(N, 3), x[ns + nf + 3 * N:].view(N, 3)
+                kb = S.head(S.shape_eff(x[None, :ns]), pose) if ns else S.body_keypoints(z0, pose)
+                X = torch.einsum("nij,kj->nki", rotvec_to_rotmat(g), kb[0, S.idx]) + t[:, None]
+                d = (_project(X, K) - tgt) / dg[:, None, None]
+                r = [(d * (sw / N ** 0.5 / (d.square().sum(-1) + config.gm_sigma ** 2).sqrt())[..., None]).flatten(),  # mean over images, as `objective`
+                     (config.pose_prior_weight / nf) ** 0.5 * (pose[0, S.free] - S.nat[S.free])]
+                if S.angles is not None and config.joint_limit_weight > 0:
+                    a = S.angles(pose)[0]
+                    r.append(config.joint_limit_weight ** 0.5 * ((a - S.angles.hi).clamp_min(0) + (S.angles.lo - a).clamp_min(0)) * S.angles.driven / 10.0)
+                if use_floor[0]: r.append(floor_term(X, ids).div(N).add(1e-12).sqrt())
+                if ns:  # `_Sequence.shape_reg` as residuals
+                    ze = S.shape_eff(x[:ns])
+                    r += [config.shape_reg_weight ** 0.5 * (ze - S.shape0.reshape(-1))] + ([10.0 * (x[:ns] - ze)] if S.bounded else [])
+                return torch.cat(r)
             hist["pose"] = []
-            with torch.no_grad(): x0 = torch.cat([free, go, tr], 1)
-            x = torch.stack([_lm(functools.partial(residual, i), x0[i], config.iters_pose, hist["pose"]) if not skipped[i] else x0[i] for i in range(N)])
-            free, go, tr = (x[:, sl].clone().requires_grad_() for sl in (slice(0, nf), slice(nf, nf + 3), slice(nf + 3, None)))
-        else: opt2d([free, go, tr], lambda: objective(z0), config.iters_pose, config.lr, True, hist["pose"])
+            if same_pose:
+                with torch.no_grad(): x0 = torch.cat([free[0], go.flatten(), tr.flatten()])
+                x = _lm(residual_all, x0, config.iters_pose, hist["pose"])
+                free, go, tr = x[None, :nf].clone().requires_grad_(), x[nf:nf + 3 * N].view(N, 3).clone().requires_grad_(), x[nf + 3 * N:].view(N, 3).clone().requires_grad_()
+            else:
+                with torch.no_grad(): x0 = torch.cat([free, go, tr], 1)
+                x = torch.stack([_lm(functools.partial(residual, i), x0[i], config.iters_pose, hist["pose"]) if not skipped[i] else x0[i] for i in range(N)])
+                free, go, tr = (x[:, sl].clone().requires_grad_() for sl in (slice(0, nf), slice(nf, nf + 3), slice(nf + 3, None)))
+        else: opt2d([free, go, tr], lambda: objective(z0), config.iters_pose, config.lr, not same_pose, hist["pose"])
         use_floor[0] = floor_term is not None
         z = z0.clone().requires_grad_(shape is None)
         if shape is None and config.iters_shape > 0:
             hist["shape"] = []
-            opt2d([z, free, go, tr], lambda: objective(z), config.iters_shape, config.lr, False, hist["shape"])
+            if same_pose and config.optimizer_2d == "lm":  # a small joint problem (shape, one pose, N cameras): Levenberg-Marquardt on all of it
+                ns = z.shape[1]
+                with torch.no_grad(): x0 = torch.cat([z[0], free[0], go.flatten(), tr.flatten()])
+                x = _lm(functools.partial(residual_all, ns=ns), x0, config.iters_shape, hist["shape"])
+                z = x[None, :ns].clone().requires_grad_()
+                free, go, tr = x[None, ns:ns + nf].clone().requires_grad_(), x[ns + nf:ns + nf + 3 * N].view(N, 3).clone().requires_grad_(), x[ns + nf + 3 * N:].view(N, 3).clone().requires_grad_()
+            else: opt2d([z, free, go, tr], lambda: objective(z), config.iters_shape, config.lr, False, hist["shape"])
         with torch.no_grad():  # recomputed on the returned parameters (seed bug B3)
-            z, pose, go, tr = z.detach(), S.pose(base, free), go.detach(), tr.detach()
+            z, pose, go, tr = z.detach(), S.pose(base, free)[pr], go.detach(), tr.detach()
             d, uv = data(S.body_keypoints(z, pose)[:, S.idx], go, tr, ids)
             loss = d + S.prior(pose)
             z = S.shape_eff(z)

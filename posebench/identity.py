@@ -14,11 +14,12 @@ from fastcore.basics import patch
 from .core import COCO17, cache_dir, convert_keypoints, get_kpset
 
 # %% auto #0
-__all__ = ['MIGRATIONS', 'SCHEMA_VERSION', 'Views', 'project_body', 'random_views', 'ScoreConfig', 'Score', 'error_to_score',
-           'consistency_score', 'ImageKeypoints', 'file_sha256', 'image_keypoints', 'schema_version', 'migrate',
-           'connect', 'to_blob', 'from_blob', 'ReferenceImage', 'Reference', 'UnknownReference', 'ShapeStore',
-           'default_db', 'fit_reference_command', 'score_command', 'list_command', 'demo_identity', 'skeleton_distance',
-           'roc_auc', 'best_threshold', 'SeparationResult', 'separation_benchmark', 'rendered_views']
+__all__ = ['MIGRATIONS', 'SCHEMA_VERSION', 'Views', 'project_body', 'random_views', 'still_views', 'ScoreConfig', 'Score',
+           'error_to_score', 'consistency_score', 'ImageKeypoints', 'file_sha256', 'image_keypoints', 'schema_version',
+           'migrate', 'connect', 'to_blob', 'from_blob', 'ReferenceImage', 'Reference', 'UnknownReference',
+           'ShapeStore', 'default_db', 'fit_reference_command', 'score_command', 'list_command', 'demo_identity',
+           'skeleton_distance', 'roc_auc', 'best_threshold', 'SeparationResult', 'separation_benchmark',
+           'rendered_views']
 
 # %% ../nbs/34_identity.ipynb #9c176830
 @dataclass
@@ -95,6 +96,25 @@ def random_views(shape: np.ndarray,  # (n_shape,) body shape
     f = image_size[0] / 2 / np.tan(np.deg2rad(55) / 2)
     target = (0.0, 0.0, 0.15)  # chest height above the root (pelvis)
     cams = [Camera.look_at((d * np.cos(a), d * np.sin(a), h_ - 0.9), target, f=f, size=image_size, name=f"view{i}")
+            for i, (a, d, h_) in enumerate(zip(az, dist, h))]
+    return project_body(shape, poses[k], gos[k], cams, model, with_vertices=with_vertices)
+
+def still_views(shape: np.ndarray,  # (n_shape,) body shape
+                n: int,  # number of images (cameras)
+                rng: np.random.Generator | int = 0,  # a generator or a seed: the posture and the cameras
+                image_size: tuple[int, int] = (640, 480),  # (width, height) px
+                model=None,  # a `BodyModel`; None: the default (anny)
+                with_vertices: bool = False,  # also return the posed meshes
+                ) -> Views:
+    "`n` images of one body in *one* random posture of the motion library, from cameras spread around it (synchronised cameras, or a person holding still)."
+    from posebench.cameras import Camera
+    rng = np.random.default_rng(rng)
+    poses, gos = _pose_bank()
+    k = np.repeat(rng.choice(len(poses)), n)
+    az = rng.uniform(0, 2 * np.pi) + np.arange(n) * 2 * np.pi / n + rng.uniform(-0.3, 0.3, n)  # around the body, jittered
+    dist, h = rng.uniform(2.5, 5.0, n), rng.uniform(0.6, 2.2, n)
+    f = image_size[0] / 2 / np.tan(np.deg2rad(55) / 2)
+    cams = [Camera.look_at((d * np.cos(a), d * np.sin(a), h_ - 0.9), (0.0, 0.0, 0.15), f=f, size=image_size, name=f"view{i}")
             for i, (a, d, h_) in enumerate(zip(az, dist, h))]
     return project_body(shape, poses[k], gos[k], cams, model, with_vertices=with_vertices)
 
@@ -364,6 +384,7 @@ class ShapeStore:
                  ):
         self.path, self.config, self.detector = Path(path), config, detector
         self._fit_config, self._body = fit_config, body
+        self._own_fit_config = fit_config is not None  # given by the caller (else the defaults, or `STILL_CONFIG` for same_pose references)
         self.con = connect(self.path)
 
     def __repr__(self): return f"ShapeStore({str(self.path)!r}, {len(self.names())} references, schema v{schema_version(self.con)})"
@@ -439,9 +460,10 @@ def add_reference(self: ShapeStore,
                   image_size: tuple[int, int] | Sequence[tuple[int, int]] | None = None,  # (width, height) px of `keypoints`' images (one, or one each)
                   replace: bool = False,  # overwrite a reference of the same name
                   kpset: str = "coco17",  # keypoint set of `keypoints` (and of what is fitted)
+                  same_pose: bool = False,  # the images show one posture (synchronised cameras, or the person holding still): one shared pose, `STILL_CONFIG` unless the store was given a fit_config
                   ) -> Reference:
     "Fit one shared body shape to the images (or keypoints) and store it under `name`."
-    from posebench.fit import fit_images_2d
+    from posebench.fit import STILL_CONFIG, fit_images_2d
     if not isinstance(name, str) or not name.strip(): raise ValueError(f"a reference needs a non-empty name, got {name!r}")
     old = self.con.execute("SELECT id, created FROM reference_set WHERE name = ?", (name,)).fetchone()
     if old is not None and not replace:
@@ -452,13 +474,14 @@ def add_reference(self: ShapeStore,
     sizes = {v.image_size for v in views}
     size = sizes.pop() if len(sizes) == 1 else [v.image_size for v in views]
     t0 = time.perf_counter()
+    fc = STILL_CONFIG if same_pose and not self._own_fit_config else self.fit_config
     fit = fit_images_2d(np.stack([v.kp2d for v in views]), np.stack([v.conf for v in views]), image_size=size,
-                        body=self.body, config=self.fit_config, kpset=views[0].kpset)
+                        body=self.body, config=fc, kpset=views[0].kpset, same_pose=same_pose)
     seconds = time.perf_counter() - t0
     shape = np.asarray(fit.shape, np.float64).reshape(-1)
     errs = np.asarray(fit.norm_error, np.float64).reshape(-1)
     body_model, body_version = _body_id(self.body)
-    settings = dict(fitter="posebench.fit.fit_images_2d", fit_config=_jsonable(self.fit_config), kpset=views[0].kpset,
+    settings = dict(fitter="posebench.fit.fit_images_2d", fit_config=_jsonable(fc), same_pose=same_pose, kpset=views[0].kpset,
                     shape_names=list(getattr(self.body, "shape_names", ())),
                     seconds=round(seconds, 3), versions=_jsonable(_versions()))
     self.con.execute("BEGIN IMMEDIATE")
@@ -568,11 +591,12 @@ def fit_reference_command(
         name: str = typer.Option(..., help="name to store the reference under"),
         db: Path = typer.Option(None, help="shape database file (default: <posebench cache>/identity/shapes.sqlite)"),
         replace: bool = typer.Option(False, help="overwrite an existing reference of the same name"),
+        same_pose: bool = typer.Option(False, help="the images show one posture (synchronised cameras, or the person holding still while photographed from around): fit one shared pose, which pins the shape far better"),
         ):
     "Fit one body shape to images of a person and store it as a reference."
     t0 = time.perf_counter()
     with ShapeStore(db or default_db()) as store:
-        try: ref = store.add_reference(name, images=images, replace=replace)
+        try: ref = store.add_reference(name, images=images, replace=replace, same_pose=same_pose)
         except (ValueError, FileNotFoundError) as e: raise typer.BadParameter(str(e)) from None
     typer.echo(_reference_table(ref))
     typer.echo(f"stored in {db or default_db()} ({time.perf_counter() - t0:.1f} s)")
@@ -636,7 +660,7 @@ def demo_identity(out: Path,  # output folder (created): images, the shape datab
     rows = []
     with ShapeStore(db) as store:
         t0 = time.perf_counter()
-        ref = store.add_reference("demo_subject", images=refs, replace=True)
+        ref = store.add_reference("demo_subject", images=refs, replace=True, same_pose=True)  # one instant from every camera
         fit_s = time.perf_counter() - t0
         for group, paths in (("second clip, same person", clip), ("different body", others)):
             found = [image_keypoints(p, store.detector) for p in paths]  # a ValueError names a file with nobody in it
@@ -658,7 +682,8 @@ def demo_identity(out: Path,  # output folder (created): images, the shape datab
         for r in rows: print(f"  {r['group']:<26} {len(r['images']):>2} images: consistency {r['score']:6.1%}  "
                              f"(excess error {r['excess_error']:.5f} = reference {r['reference_error']:.5f} - own {r['own_error']:.5f}; {r['seconds']:.1f} s)")
         print(f"  wrote {out / 'identity.json'}")
-    return dict(db=db, summary=out / "identity.json", images=out / "images", scores={r["group"]: r["score"] for r in rows})
+    return dict(db=db, summary=out / "identity.json", images=out / "images", scores={r["group"]: r["score"] for r in rows},
+                errors={r["group"]: r["excess_error"] for r in rows})
 
 # %% ../nbs/34_identity.ipynb #a5cf3094
 def skeleton_distance(a: np.ndarray,  # (n_shape,) a body shape
@@ -737,6 +762,10 @@ def separation_benchmark(n: int = 12,  # number of bodies (references)
                          progress: bool = False,  # tqdm bar
                          clip: int = 1,  # images per probe: 1 scores single images, more scores clips (all images of the clip together)
                          reference: str = "fit",  # 'fit': each reference shape fitted from `n_ref` views; 'true': the true shape (the scoring step's ceiling)
+                         ref_views=None,  # how the reference images are made (same signature as `views`); None: `views`. E.g. `still_views`
+                         same_pose: bool = False,  # fit each reference with one pose shared by its images (`fit_images_2d(same_pose=True)`), for `still_views`
+                         ref_config=None,  # the reference fit's `FitConfig`; None: `fit_config`
+                         calibrated: bool = False,  # give the reference fit the reference cameras' true intrinsics (else: focal from the image size)
                          ) -> SeparationResult:
     "Fit `n` random bodies from `n_ref` views each; score `probes` unseen views (or clips) of the same body and of another body."
     from tqdm.auto import tqdm
@@ -751,8 +780,9 @@ def separation_benchmark(n: int = 12,  # number of bodies (references)
     for i in tqdm(range(n), disable=not progress, desc="separation"):
         t0 = time.perf_counter()
         if reference == "fit":
-            v = views(shapes[i], n_ref, np.random.default_rng([seed, i, 0]))
-            ref_shape = np.asarray(fit_images_2d(v.kp2d, v.conf, image_size=v.image_size, body=body, config=fc, kpset=v.kpset).shape, np.float64).reshape(-1)
+            v = (ref_views or views)(shapes[i], n_ref, np.random.default_rng([seed, i, 0]))
+            cams = dict(cameras=[c.K for c in v.cameras]) if calibrated else dict(image_size=v.image_size)
+            ref_shape = np.asarray(fit_images_2d(v.kp2d, v.conf, body=body, config=ref_config or fc, kpset=v.kpset, same_pose=same_pose, **cams).shape, np.float64).reshape(-1)
         else: ref_shape = np.asarray(shapes[i], np.float64)
         fit_s.append(time.perf_counter() - t0)
         l2.append(float(np.linalg.norm(ref_shape - shapes[i])))
