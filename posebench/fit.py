@@ -338,7 +338,7 @@ def _lm(residual,  # x (n,) Tensor -> (m,) residuals Tensor (m >= n), differenti
         iters: int,  # at most this many residual evaluations
         history: list,  # appended: sum of squares per evaluation
         ) -> Tensor:  # (n,) the solution (the best point Levenberg-Marquardt accepted)
-    "Levenberg-Marquardt on one small problem: `scipy.optimize.least_squares` (MINPACK), exact Jacobians by `torch.func.jacrev`."
+    "Levenberg-Marquardt on one small problem: `scipy.optimize.least_squares` (MINPACK), exact Jacobians by `torch.func` (forward or reverse mode, whichever needs fewer passes)."
     from scipy.optimize import least_squares
     if iters < 1: return x0
     with torch.no_grad(): m = residual(x0).numel()
