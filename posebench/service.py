@@ -513,7 +513,8 @@ class Session:
         has3d = bool(np.isfinite(kp3d[_COCO17_IN_23]).all(-1).any())
         cam_t = camera_translation(kp2d, kp3d, conf, (W, H), self.config.focal_px) if has3d else np.full(3, np.nan)
         if has3d and mesh is not None and self.poser.available: mesh.submit(self, kp3d, conf, frame_number)
-        faces = body_mesh_subset(self.config.mesh_vertices)[1] if self.last_mesh is not None else np.zeros((0, 3), int)
+        last = self.last_mesh  # read once: the background worker may set it while this response is built
+        faces = body_mesh_subset(self.config.mesh_vertices)[1] if last is not None else np.zeros((0, 3), int)
         k17, c17, z17 = kp2d[_COCO17_IN_23], conf[_COCO17_IN_23], kp3d[_COCO17_IN_23]
         out = dict(
             frame_number=frame_number, frame_width=W, frame_height=H,
@@ -521,7 +522,7 @@ class Session:
                        for j, n in enumerate(COCO17.names)],
             keypoint_count=len(COCO17), has_3d=has3d,
             joint_angles_3d=service_joint_angles(kp3d) if has3d else {},
-            mesh_vertices_data=np.round(self.last_mesh[0], 4).tolist() if self.last_mesh is not None else [],
+            mesh_vertices_data=np.round(last[0], 4).tolist() if last is not None else [],
             mesh_faces_data=faces.tolist(),
             camera_translation=[_r(x, 4) for x in cam_t] if np.isfinite(cam_t).all() else [0.0, 0.0, 0.0],
             model_version=model_version, status=status,
@@ -529,7 +530,7 @@ class Session:
             track_id=None if pose is None else int(pose.track_id),
             detection_score=None if score is None or not np.isfinite(score) else round(float(score), 4),
             keypoints_3d=[[_r(x, 4) for x in p] for p in z17],
-            has_mesh=self.last_mesh is not None, mesh_frame_number=None if self.last_mesh is None else self.last_mesh[1],
+            has_mesh=last is not None, mesh_frame_number=None if last is None else last[1],
             session_id=self.id, session_frame_index=self.processed, queue_wait_ms=round(queue_wait_ms, 2),
             overlay_image_base64=draw_overlay(rgb, k17, c17, status, self.config.jpeg_quality) if visualize else None)
         out["processing_time_ms"] = round(1e3 * (time.perf_counter() - t0), 2)
