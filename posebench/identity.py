@@ -80,6 +80,19 @@ def _pose_bank(n_per: int = 12) -> tuple[np.ndarray, np.ndarray]:
     return _POSE_BANK
 _POSE_BANK = None
 
+def _cameras_around(az: np.ndarray,  # (n,) azimuths of the cameras, radians
+                    rng: np.random.Generator,  # draws each camera's distance (2.5-5 m) and height (0.6-2.2 m)
+                    image_size: tuple[int, int],  # (width, height) px
+                    ) -> list:
+    "Cameras at the given azimuths around a body whose root is at the origin, aimed at its chest (55 deg horizontal field of view)."
+    from posebench.cameras import Camera
+    n = len(az)
+    dist, h = rng.uniform(2.5, 5.0, n), rng.uniform(0.6, 2.2, n)
+    f = image_size[0] / 2 / np.tan(np.deg2rad(55) / 2)
+    target = (0.0, 0.0, 0.15)  # chest height above the root (pelvis)
+    return [Camera.look_at((d * np.cos(a), d * np.sin(a), h_ - 0.9), target, f=f, size=image_size, name=f"view{i}")
+            for i, (a, d, h_) in enumerate(zip(az, dist, h))]
+
 def random_views(shape: np.ndarray,  # (n_shape,) body shape
                  n: int,  # number of images
                  rng: np.random.Generator | int = 0,  # a generator or a seed: poses and cameras
@@ -88,15 +101,10 @@ def random_views(shape: np.ndarray,  # (n_shape,) body shape
                  with_vertices: bool = False,  # also return the posed meshes
                  ) -> Views:
     "`n` images of one body: random poses of the motion library, random cameras around it."
-    from posebench.cameras import Camera
     rng = np.random.default_rng(rng)
     poses, gos = _pose_bank()
     k = rng.choice(len(poses), n, replace=False)
-    az, dist, h = rng.uniform(0, 2 * np.pi, n), rng.uniform(2.5, 5.0, n), rng.uniform(0.6, 2.2, n)
-    f = image_size[0] / 2 / np.tan(np.deg2rad(55) / 2)
-    target = (0.0, 0.0, 0.15)  # chest height above the root (pelvis)
-    cams = [Camera.look_at((d * np.cos(a), d * np.sin(a), h_ - 0.9), target, f=f, size=image_size, name=f"view{i}")
-            for i, (a, d, h_) in enumerate(zip(az, dist, h))]
+    cams = _cameras_around(rng.uniform(0, 2 * np.pi, n), rng, image_size)
     return project_body(shape, poses[k], gos[k], cams, model, with_vertices=with_vertices)
 
 def still_views(shape: np.ndarray,  # (n_shape,) body shape
@@ -107,15 +115,10 @@ def still_views(shape: np.ndarray,  # (n_shape,) body shape
                 with_vertices: bool = False,  # also return the posed meshes
                 ) -> Views:
     "`n` images of one body in *one* random posture of the motion library, from cameras spread around it (synchronised cameras, or a person holding still)."
-    from posebench.cameras import Camera
     rng = np.random.default_rng(rng)
     poses, gos = _pose_bank()
     k = np.repeat(rng.choice(len(poses)), n)
-    az = rng.uniform(0, 2 * np.pi) + np.arange(n) * 2 * np.pi / n + rng.uniform(-0.3, 0.3, n)  # around the body, jittered
-    dist, h = rng.uniform(2.5, 5.0, n), rng.uniform(0.6, 2.2, n)
-    f = image_size[0] / 2 / np.tan(np.deg2rad(55) / 2)
-    cams = [Camera.look_at((d * np.cos(a), d * np.sin(a), h_ - 0.9), (0.0, 0.0, 0.15), f=f, size=image_size, name=f"view{i}")
-            for i, (a, d, h_) in enumerate(zip(az, dist, h))]
+    cams = _cameras_around(rng.uniform(0, 2 * np.pi) + np.arange(n) * 2 * np.pi / n + rng.uniform(-0.3, 0.3, n), rng, image_size)  # around the body, jittered
     return project_body(shape, poses[k], gos[k], cams, model, with_vertices=with_vertices)
 
 # %% ../nbs/34_identity.ipynb #47916399
