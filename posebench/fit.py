@@ -17,10 +17,11 @@ from .core import COCO23, KeypointSet, get_kpset
 from .body import BODY_PARTS, AnnyBody, BodyModel, rotvec_to_rotmat
 
 # %% auto #0
-__all__ = ['ZERO_WEIGHT_STRATEGIES', 'DIM_GROUPS', 'START_POSTURES', 'SCORING_CONFIG', 'MULTISTART', 'STILL_CONFIG',
-           'LOWER_BODY_TABLES', 'OPTIMIZERS', 'FitConfig', 'keypoint_head', 'dim_groups', 'lower_body_dims',
-           'free_dims', 'natural_pose', 'start_poses', 'sanitize_weights', 'SequenceFit', 'fit_points_3d',
-           'fit_objective_3d', 'ImageFit', 'deterministic_torch', 'fit_images_2d', 'decimate_mesh', 'fit3d_file']
+__all__ = ['ZERO_WEIGHT_STRATEGIES', 'DIM_GROUPS', 'START_POSTURES', 'MULTISTART', 'SCORING_CONFIG', 'STILL_CONFIG',
+           'LOWER_BODY_TABLES', 'OPTIMIZERS', 'GNC_SIGMAS', 'FitConfig', 'keypoint_head', 'dim_groups',
+           'lower_body_dims', 'free_dims', 'natural_pose', 'start_poses', 'sanitize_weights', 'SequenceFit',
+           'fit_points_3d', 'fit_objective_3d', 'ImageFit', 'deterministic_torch', 'fit_images_2d', 'decimate_mesh',
+           'fit3d_file']
 
 # %% ../nbs/30_fit.ipynb #242448b9
 ZERO_WEIGHT_STRATEGIES = ("uniform_finite", "fail")
@@ -76,9 +77,9 @@ class FitConfig:
         for k in ("lr", "huber_delta", "gm_sigma"):
             if not getattr(self, k) > 0: raise ValueError(f"{k} must be > 0, got {getattr(self, k)}")
 
-SCORING_CONFIG = FitConfig(iters_camera=20, iters_pose=30)  # a fixed-shape 1-image fit in ~0.3 s CPU (consistency scores); reprojection error ~2x the default's
 MULTISTART = tuple(START_POSTURES)  # every start posture: `FitConfig(pose_starts=MULTISTART)` reaches squats and raised arms
-STILL_CONFIG = FitConfig(pose_starts=MULTISTART, optimizer_2d="lm", iters_pose=30, iters_shape=100, pose_prior_weight=0.0, shape_reg_weight=1e-5)  # `same_pose` references (one posture, several cameras): all start postures, Levenberg-Marquardt for pose and shape, weak priors (4 views pin the 3D keypoints)
+SCORING_CONFIG = FitConfig(pose_starts=MULTISTART, optimizer_2d="lm", iters_select=60, iters_pose=30, pose_prior_weight=0.0)  # fixed-shape fits of single images (consistency scores): every start posture by batched Levenberg-Marquardt, the best polished; no pull towards standing
+STILL_CONFIG = FitConfig(pose_starts=MULTISTART, optimizer_2d="lm", iters_select=60, iters_pose=30, iters_shape=100, pose_prior_weight=0.0, shape_reg_weight=1e-5)  # `same_pose` references (one posture, several cameras): all start postures, Levenberg-Marquardt for pose and shape, weak priors (4 views pin the 3D keypoints)
 
 # %% ../nbs/30_fit.ipynb #5143c885
 class _AnnyKeypoints:
@@ -95,6 +96,7 @@ class _AnnyKeypoints:
         wv, bw, bi = f64(W)[k, v], f64(m.vertex_bone_weights), m.vertex_bone_indices.long().cpu()
         for s in range(S):  # sum over the vertices' bone slots: P[k, j] = sum_v W[k, v] w[v, j] (x_v, 1)
             out.index_add_(0, k * J + bi[v, s], (wv * bw[v, s])[:, None] * feat[v])
+        self.P64 = out.view(W.shape[0], J, -1).numpy()  # float64, for `_AnnyChain`
         out = out.view(W.shape[0], J, -1).to(body.dtype)
         self.P0, self.Pa = out[..., :4], out[..., 4:].unflatten(-1, (C, 3)).permute(2, 0, 1, 3).contiguous()  # (K, J, 4), (C, K, J, 3)
         self.body, self.m = body, m
@@ -333,24 +335,301 @@ def _lbfgs(params: list[Tensor], objective, iters: int, lr: float, per_item: boo
 
 OPTIMIZERS = {"adam": _adam, "lbfgs": _lbfgs}  # name -> fn(params, objective, iters, lr, per_item, history); leaves the best iterate
 
-def _lm(residual,  # x (n,) Tensor -> (m,) residuals Tensor (m >= n), differentiable; the objective is their sum of squares
-        x0: Tensor,  # (n,) start
-        iters: int,  # at most this many residual evaluations
+# %% ../nbs/30_fit.ipynb #905fa19d
+def _hat(v: np.ndarray) -> np.ndarray:
+    "(..., 3) -> (..., 3, 3) cross-product matrices: `_hat(a) @ b == np.cross(a, b)`."
+    x, y, z = np.moveaxis(v, -1, 0)
+    o = np.zeros_like(x)
+    return np.stack([o, -z, y, z, o, -x, -y, x, o], -1).reshape(v.shape + (3,))
+
+def _so3(r: np.ndarray, kind: str) -> np.ndarray:
+    "(..., 3) rotation vectors -> (..., 3, 3): 'R' the rotation (Rodrigues), 'Jr' SO(3)'s right Jacobian, 'Jr_inv' its inverse."
+    th = np.linalg.norm(r, axis=-1)[..., None, None]
+    K = _hat(r)
+    small = th < 1e-4
+    t = np.where(small, 1.0, th)
+    if kind == "R": a, b = np.sinc(th / np.pi), 0.5 * np.sinc(th / (2 * np.pi)) ** 2
+    elif kind == "Jr": a, b = -np.where(small, 0.5 - th ** 2 / 24, (1 - np.cos(t)) / t ** 2), np.where(small, 1 / 6 - th ** 2 / 120, (t - np.sin(t)) / t ** 3)
+    elif kind == "Jr_inv": a, b = 0.5, np.where(small, 1 / 12 + th ** 2 / 720, 1 / t ** 2 - (1 + np.cos(t)) / (2 * t * np.sin(t)))
+    else: raise ValueError(f"kind must be 'R', 'Jr' or 'Jr_inv', got {kind!r}")
+    return np.eye(3) + a * K + b * (K @ K)
+
+class _AnnyChain:
+    "Anny's COCO23 keypoints from a kinematic chain over the bones that carry them, float64 numpy, with the exact pose Jacobian."
+    def __init__(self, head: _AnnyKeypoints,
+                 kps: Sequence[int] | None = None):  # which of the COCO23 keypoints (None: all)
+        m, d = head.m, lambda x: x.detach().double().cpu()
+        par = [int(p) for p in m.bone_parents]
+        keep = set()
+        P = head.P64 if kps is None else head.P64[np.asarray(kps)]
+        for b in np.nonzero((P[..., :4] != 0).any(-1).any(0))[0]:  # bones with keypoint weight, and their ancestors
+            while b >= 0 and b not in keep: keep.add(int(b)); b = par[b]
+        self.bones = np.array(sorted(keep))  # anny's indices: parents before children, the root first
+        pos = {b: i for i, b in enumerate(self.bones)}
+        self.parent = np.array([pos.get(par[b], -1) for b in self.bones])
+        if self.bones[0] != 0 or not (self.parent[1:] < np.arange(1, len(self.bones))).all(): raise ValueError("anny's bones are not in parent-first order")
+        depth = np.zeros(len(self.bones), int)
+        for i in range(1, len(self.bones)): depth[i] = depth[self.parent[i]] + 1
+        self.levels = [np.nonzero(depth == k)[0] for k in range(1, depth.max() + 1)]  # one batched step per depth level
+        self.below = np.eye(len(self.bones))  # below[j, b] = 1: bone b is j or in its subtree
+        for i in range(len(self.bones) - 1, 0, -1): self.below[self.parent[i]] += self.below[i]
+        P = P[:, self.bones]
+        self.cw, self.m0 = P[..., 3], P[..., :3]  # (K, n) keypoint weight per bone, (K, n, 3) weighted rest positions
+        self.mb = np.ascontiguousarray(P[..., 4:].reshape(P.shape[:2] + (-1, 3)).transpose(2, 0, 1, 3))  # (C, K, n, 3) their blend-shape terms
+        self.heads0, self.headsB = d(m.template_bone_heads)[self.bones], d(m.bone_heads_blendshapes)[:, self.bones]
+        self.orient0, self.orientB = d(m.bone_template_orientation_matrices)[self.bones], d(m.bone_orientation_blendshapes)[:, self.bones]
+        self.U = d(m.reference_bone_orientations)[self.bones].numpy() if m.reference_bone_orientations is not None else None
+        self.anchors = {k: d(v) for k, v in m.anchors.named_buffers()}
+        self.proj = None if m.phenotype_blendshape_projection is None else d(m.phenotype_blendshape_projection)
+        if m.bone_orientation != "cached" or m.rest_orientation_refiner is not None or m.pose_parameterization != "local-ref":
+            raise NotImplementedError(f"_AnnyChain follows anny 0.6's cached rest orientations and 'local-ref' poses, got {m.bone_orientation!r}, {m.pose_parameterization!r}")
+        self.m, self.M = m, head.body.to_body.double().cpu().numpy()
+
+    def prepare(self, z: np.ndarray,  # (Bs, S) phenotypes
+                ) -> tuple[np.ndarray, np.ndarray]:  # a (Bs, K, n, 3) per-bone keypoint offsets from the heads, q (Bs, n, 3) head offsets from the parents
+        "What the shape fixes, in float64 (anny's blend coefficients, rest heads and orientations)."
+        import roma
+        from anny.models.phenotype import phenotype_blendshape_weights
+        m = self.m
+        c = phenotype_blendshape_weights(torch.as_tensor(z, dtype=torch.float64), m.phenotype_labels, self.anchors,
+                                         m.stacked_phenotype_blend_shapes_mask, extrapolate=m.extrapolate_phenotypes)
+        if self.proj is not None: c = c @ self.proj
+        h = (self.heads0[None] + torch.einsum("cpd,bc->bpd", self.headsB, c)).numpy()
+        R = roma.special_procrustes(self.orient0[None] + torch.einsum("ba,akij->bkij", c, self.orientB)).numpy()
+        R[:, 0] = np.eye(3)  # the root's rest orientation is the identity
+        A = (self.U if self.U is not None else R) @ R.swapaxes(-1, -2)  # rest -> reference orientation
+        A[:, 0] = np.eye(3)
+        mk = self.m0[None] + (c.numpy() @ self.mb.reshape(len(self.mb), -1)).reshape((-1,) + self.m0.shape)
+        a = (A[:, None] @ (mk - self.cw[None, ..., None] * h[:, None])[..., None])[..., 0]
+        p = self.parent.clip(0)
+        q = (A[:, p] @ (h - h[:, p])[..., None])[..., 0]; q[:, 0] = 0
+        return a, q
+
+    def __call__(self, prep, pose: np.ndarray,  # (B, n_pose) rotation vectors, body frame
+                 fb: np.ndarray | None = None,  # positions in `bones` of the joints to differentiate
+                 ) -> tuple[np.ndarray, np.ndarray | None]:  # keypoints (B, K, 3) body frame; d kp / d rotation vector (B, K, 3, F, 3) or None
+        a, q = prep
+        B, n, M = len(pose), len(self.bones), self.M
+        r = pose.reshape(B, -1, 3)[:, self.bones[1:] - 1] @ M  # anny's axes: M^T r
+        D = _so3(r, "R")
+        G, w = np.empty((B, n, 3, 3)), np.zeros((B, n, 3))
+        G[:, 0] = np.eye(3) if self.U is None else self.U[0].T
+        for lv in self.levels:
+            p = self.parent[lv]
+            G[:, lv] = G[:, p] @ D[:, lv - 1]
+            w[:, lv] = w[:, p] + (G[:, p] @ q[:, lv, :, None])[..., 0]
+        part = (G[:, None] @ a[..., None])[..., 0] + self.cw[None, ..., None] * w[:, None]  # (B, K, n, 3): what each bone carries of each keypoint
+        kp = part.sum(2) @ M.T
+        if fb is None: return kp, None
+        V = (part.swapaxes(-1, -2) @ self.below[fb].T).swapaxes(-1, -2) - (self.cw @ self.below[fb].T)[None, ..., None] * w[:, None, fb]  # (B, K, F, 3) about each joint's head
+        E = G[:, fb] @ _so3(r[:, fb - 1], "Jr") @ M.T  # (B, F, 3, 3): world rotation per unit of each rotation-vector component
+        return kp, -(M @ (_hat(V) @ E[:, None])).transpose(0, 1, 3, 2, 4)
+
+class _ChainJacobian:
+    "Body-frame keypoints of a batch of poses and their Jacobians over free pose dims and the shape, float64 numpy."
+    def __init__(self, body: BodyModel, kps: tuple[int, ...]):  # kps: which of the COCO23 keypoints
+        self.body, self.head, self.kps = body, keypoint_head(body), list(kps)
+        self.chain = _AnnyChain(self.head, kps) if isinstance(body, AnnyBody) else None
+
+    def prepare(self, z: np.ndarray):  # (S,) shape
+        "What the shape fixes, to pass as `prep` while it stays fixed."
+        z = np.asarray(z, np.float64).reshape(1, -1)
+        return self.chain.prepare(z) if self.chain else torch.as_tensor(z, dtype=self.body.dtype)
+
+    def __call__(self, z: np.ndarray,  # (B, S) shapes
+                 pose: np.ndarray,  # (B, P) rotation vectors
+                 free: np.ndarray | None = None,  # (nf,) pose dims to differentiate
+                 shape_jac: bool = False,  # also differentiate the shape
+                 prep=None,  # `prepare(z)` of one fixed shape (then `z` is ignored)
+                 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:  # (B, K, 3), (B, K, 3, nf) or None, (B, K, 3, S) or None
+        B, S = len(pose), z.shape[-1]
+        if self.chain is None:  # any backend: torch.func, one item at a time
+            dt, t = lambda x: x.double().numpy(), lambda x: torch.as_tensor(x, dtype=self.body.dtype)
+            out = []
+            for zb, pb in zip(np.broadcast_to(z, (B, S)), pose):
+                p, zt = t(pb), t(zb)
+                f = lambda s, q: self.head(s[None], q[None])[0, self.kps]
+                with torch.no_grad(): kp = dt(f(zt, p))
+                dp = dt(torch.func.jacfwd(lambda x: f(zt, p.index_copy(0, torch.as_tensor(free), x)))(p[free])) if free is not None else None
+                out.append((kp, dp, dt(torch.func.jacfwd(lambda s: f(s, p))(zt)) if shape_jac else None))
+            return tuple(None if o[0] is None else np.stack(o) for o in zip(*out))
+        if shape_jac:  # forward differences, batched, each step away from the nearer bound of [0, 1]
+            step = np.where(z > 0.5, -1e-6, 1e-6)  # (B, S)
+            a, q = self.chain.prepare(np.concatenate([z[:, None], z[:, None] + step[:, :, None] * np.eye(S)], 1).reshape(-1, S))
+            a, q = a.reshape((B, S + 1) + a.shape[1:]), q.reshape((B, S + 1) + q.shape[1:])
+            prep = (a[:, 0], q[:, 0])
+        elif prep is None: prep = self.chain.prepare(z)
+        if free is None: kp, dp = self.chain(prep, pose)[0], None
+        else:
+            joints = np.unique(free // 3) + 1  # anny bone of each free dim's joint
+            pos = {int(b): i for i, b in enumerate(self.chain.bones)}
+            kp, dk = self.chain(prep, pose, np.array([pos.get(int(b), 0) for b in joints]))
+            dp = dk[:, :, :, np.searchsorted(joints, free // 3 + 1), free % 3]
+            dp = np.where(np.isin(free // 3 + 1, self.chain.bones), dp, 0.0)  # a joint carrying no keypoint: zero columns
+        if not shape_jac: return kp, dp, None
+        kz = self.chain((a[:, 1:].reshape((-1,) + a.shape[2:]), q[:, 1:].reshape((-1,) + q.shape[2:])), np.repeat(pose, S, 0))[0]
+        return kp, dp, ((kz.reshape(B, S, -1, 3) - kp[:, None]) / step[..., None, None]).transpose(0, 2, 3, 1)
+
+@functools.lru_cache(maxsize=8)
+def _chain_jacobian(body: BodyModel, kps: tuple[int, ...]) -> _ChainJacobian: return _ChainJacobian(body, kps)
+
+def _angles_np(am: _AngleMap, pose: np.ndarray,  # (B, P) rotation vectors
+               free: np.ndarray | None = None,  # (nf,) pose dims to differentiate
+               ) -> tuple[np.ndarray, np.ndarray | None]:  # angles (B, A) degrees, d angles / d pose[free] (B, A, nf) or None
+    "`_AngleMap` in float64 numpy, with its Jacobian."
+    from scipy.spatial.transform import Rotation
+    if not hasattr(am, "_np"):
+        f = lambda x: x.detach().double().cpu().numpy()
+        am._np = am.dims.numpy(), f(am.C), f(am.Nt), f(am.pinv), f(am.lo), f(am.hi), am.driven.numpy()
+    dims, C, Nt, pinv = am._np[:4]
+    B = len(pose)
+    r = pose[:, dims].reshape(B, -1, 3)
+    phi = Rotation.from_matrix((_so3(r, "R") @ Nt).reshape(-1, 3, 3)).as_rotvec().reshape(r.shape)
+    a = (C @ phi[..., None]).reshape(B, -1) @ pinv
+    if free is None: return a, None
+    dD = C @ _so3(phi, "Jr_inv") @ Nt.swapaxes(-1, -2) @ _so3(r, "Jr")  # (B, nb, 3, 3): d (C log(R(r) Nt)) / d r, per driven bone
+    Jd = np.zeros((B, len(dims), pose.shape[1]))
+    for b in range(dD.shape[1]): Jd[:, 3 * b:3 * b + 3, dims[3 * b:3 * b + 3]] = dD[:, b]
+    return a, pinv.T @ Jd[..., free]
+
+class _LMProblem:
+    "One Levenberg-Marquardt problem of `fit_images_2d` (or a batch of starts of it): residuals and their exact Jacobian, float64 numpy. Unknowns: (the shape,) one pose's free dims, each image's orientation, each image's translation."
+    def __init__(self, S,  # the fit's `_Sequence`
+                 base: np.ndarray,  # (P,) the pose's fixed dims, or (B, P) one per start
+                 imgs: Sequence[int],  # the images sharing the pose: one, or all with `same_pose`
+                 K: np.ndarray, tgt: np.ndarray, dg: np.ndarray, sw: np.ndarray,  # (N, 3, 3) px, (N, J, 2) px, (N,) box diagonals px, (N, J) sqrt normalised weights
+                 config: FitConfig,
+                 shape: np.ndarray,  # (S,) the fixed shape (ns == 0) or the shape regulariser's reference
+                 ns: int = 0,  # shape dims among the unknowns (0: shape fixed)
+                 floor=None):  # `_floor_term`'s function, or None
+        self.S, self.ch, self.c = S, _chain_jacobian(S.body, tuple(S.idx.tolist())), config
+        self.base, self.free, self.idx = np.atleast_2d(np.asarray(base, np.float64)), S.free.numpy(), S.idx.numpy()
+        self.imgs, self.ns, self.floor = np.asarray(imgs), ns, floor
+        n = len(self.imgs)
+        self.f, self.pp = K[self.imgs][:, [0, 1], [0, 1]], K[self.imgs][:, :2, 2]
+        self.tgt, self.dg, self.wgt = tgt[self.imgs], dg[self.imgs], sw[self.imgs] / np.sqrt(n)  # the data term: mean over the images
+        self.nat = S.nat.double().numpy()[self.free]
+        self.shape0 = S.shape0.double().numpy().reshape(-1)
+        self.shape = np.asarray(shape, np.float64).reshape(-1)
+        self.prep = None if ns else self.ch.prepare(self.shape_eff(self.shape))
+        self.sigma = config.gm_sigma  # the Geman-McClure scale (`_lm_batch`'s callers widen it first)
+
+    def shape_eff(self, z): return np.clip(z, 0, 1) if self.S.bounded else z
+
+    def __call__(self, x: np.ndarray,  # (n_x,) unknowns, or (B, n_x) a batch of problems
+                 jac: bool = False,
+                 rows: np.ndarray | None = None):  # which rows of a per-start `base` the B problems are (None: all, or the one)
+        "Residuals (m,) or (B, m), and with `jac` also their Jacobian (m, n_x) or (B, m, n_x)."
+        c, ns, nf, n = self.c, self.ns, len(self.free), len(self.imgs)
+        one, x = x.ndim == 1, np.atleast_2d(x)
+        B, nx = x.shape
+        z = x[:, :ns] if ns else np.broadcast_to(self.shape, (B, len(self.shape)))
+        ze = self.shape_eff(z)
+        pose = np.array(np.broadcast_to(self.base if rows is None or len(self.base) == 1 else self.base[rows], (B, self.base.shape[1])))
+        pose[:, self.free] = x[:, ns:ns + nf]
+        go, tr = x[:, ns + nf:ns + nf + 3 * n].reshape(B, n, 3), x[:, ns + nf + 3 * n:].reshape(B, n, 3)
+        kb, dkb, dkz = self.ch(ze, pose, self.free if jac else None, jac and ns > 0, self.prep)
+        Rg = _so3(go, "R")  # (B, n, 3, 3)
+        Xb = np.einsum("bnij,bkj->bnki", Rg, kb)  # rotated, (B, n, J, 3)
+        X = Xb + tr[:, :, None]
+        zc = np.maximum(X[..., 2], 0.01)  # as `_project`: depth kept >= 1 cm
+        uv = X[..., :2] / zc[..., None] * self.f[:, None] + self.pp[:, None]
+        d = (uv - self.tgt) / self.dg[:, None, None]
+        rho2 = (d ** 2).sum(-1) + self.sigma ** 2
+        s = self.wgt / np.sqrt(rho2)  # Geman-McClure as least squares: |r|^2 = w |d|^2 / (|d|^2 + sigma^2)
+        rows = [(d * s[..., None]).reshape(B, -1), np.sqrt(c.pose_prior_weight / nf) * (pose[:, self.free] - self.nat)]
+        am = self.S.angles if c.joint_limit_weight > 0 else None
+        if am is not None:
+            a, da = _angles_np(am, pose, self.free if jac else None)
+            lo, hi, drv = am._np[4:]
+            rows.append(np.sqrt(c.joint_limit_weight) * (np.maximum(a - hi, 0) + np.maximum(lo - a, 0)) * drv / 10.0)
+        if self.floor is not None:
+            fl = self.floor.arrays
+            R, t = fl["R"][self.imgs], fl["t"][self.imgs]
+            h = np.einsum("bnkx,nx->bnk", X[:, :, fl["foot"]] - t[:, None], R[..., 2])  # world heights of the foot keypoints
+            lse = np.logaddexp.reduce(-h / fl["tau"], -1)
+            kf = np.sqrt(c.floor_weight / n) / 0.02
+            rows.append(kf * (-fl["tau"] * lse - fl["lift"] - fl["floor"]))
+        if ns:
+            rows.append(np.sqrt(c.shape_reg_weight) * (ze - self.shape0))
+            if self.S.bounded: rows.append(10.0 * (z - ze))
+        r = np.concatenate(rows, -1)
+        if not jac: return r[0] if one else r
+        J_, o = self.idx.size, ns + nf
+        dX = np.zeros((B, n, J_, 3, nx))  # d X / d x
+        if ns:
+            inside = ((z >= 0) & (z <= 1)) if self.S.bounded else np.ones_like(z, bool)
+            dX[..., :ns] = np.einsum("bnac,bkcs->bnkas", Rg, dkz) * inside[:, None, None, None]
+        dX[..., ns:o] = np.einsum("bnac,bkcf->bnkaf", Rg, dkb)
+        dXg = -_hat(Xb) @ _so3(-go, "Jr")[:, :, None]  # left Jacobian: R(g + dg) = exp([Jl dg]x) R(g)
+        for i in range(n):
+            dX[:, i, :, :, o + 3 * i:o + 3 * i + 3] = dXg[:, i]
+            dX[:, i, :, :, o + 3 * n + 3 * i:o + 3 * n + 3 * i + 3] = np.eye(3)
+        duv = np.zeros((B, n, J_, 2, 3))
+        live = X[..., 2] > 0.01
+        for k in range(2):
+            duv[..., k, k] = self.f[:, None, k] / zc
+            duv[..., k, 2] = -self.f[:, None, k] * X[..., k] / zc ** 2 * live
+        dd = s[..., None, None] * (np.eye(2) - d[..., :, None] * d[..., None, :] / rho2[..., None, None])  # d r / d d
+        blocks = [((dd / self.dg[:, None, None, None]) @ duv @ dX).reshape(B, -1, nx)]
+        P = np.zeros((B, nf, nx)); P[:, :, ns:o] = np.sqrt(c.pose_prior_weight / nf) * np.eye(nf)
+        blocks.append(P)
+        if am is not None:
+            A = np.zeros((B, a.shape[1], nx))
+            A[:, :, ns:o] = (np.sqrt(c.joint_limit_weight) * ((a > hi).astype(float) - (a < lo)) * drv / 10.0)[..., None] * da
+            blocks.append(A)
+        if self.floor is not None:
+            wsm = np.exp(-h / fl["tau"] - lse[..., None])  # softmax: d low / d h
+            blocks.append(kf * np.einsum("bnk,nx,bnkxc->bnc", wsm, R[..., 2], dX[:, :, fl["foot"]]))
+        if ns:
+            Z = np.zeros((B, ns, nx)); Z[:, :, :ns] = np.sqrt(c.shape_reg_weight) * (inside[:, :, None] * np.eye(ns))
+            blocks.append(Z)
+            if self.S.bounded:
+                Z = np.zeros((B, ns, nx)); Z[:, :, :ns] = 10.0 * (~inside[:, :, None] * np.eye(ns))
+                blocks.append(Z)
+        Jm = np.concatenate(blocks, 1)
+        return (r[0], Jm[0]) if one else (r, Jm)
+
+def _lm(problem,  # x (n,) -> residuals (m,); problem(x, True) -> (residuals, Jacobian (m, n)); the objective is their sum of squares
+        x0: np.ndarray,  # (n,) start
+        iters: int,  # at most this many residual evaluations (at least n + 1)
         history: list,  # appended: sum of squares per evaluation
-        ) -> Tensor:  # (n,) the solution (the best point Levenberg-Marquardt accepted)
-    "Levenberg-Marquardt on one small problem: `scipy.optimize.least_squares` (MINPACK), exact Jacobians by `torch.func` (forward or reverse mode, whichever needs fewer passes)."
+        ) -> np.ndarray:  # (n,) the solution (the best point Levenberg-Marquardt accepted)
+    "Levenberg-Marquardt on one small problem: `scipy.optimize.least_squares` (MINPACK) with the problem's exact Jacobian."
     from scipy.optimize import least_squares
+    x0 = np.asarray(x0, np.float64)
     if iters < 1: return x0
-    with torch.no_grad(): m = residual(x0).numel()
-    jac, dt = (torch.func.jacfwd if len(x0) < m else torch.func.jacrev)(residual), x0.dtype  # forward mode when there are fewer unknowns than residuals: fewer passes
-    t = lambda x: torch.as_tensor(x, dtype=dt)
     def fun(x):
-        with torch.no_grad(): r = residual(t(x)).double().numpy()
+        r = problem(x)
         history.append(float(r @ r))
         return r
-    res = least_squares(fun, x0.detach().double().numpy(), jac=lambda x: jac(t(x)).detach().double().numpy(), method="lm",
-                        max_nfev=max(iters, len(x0) + 1), xtol=1e-10, ftol=1e-10, gtol=1e-12)
-    return t(res.x)
+    return least_squares(fun, x0, jac=lambda x: problem(x, True)[1], method="lm", max_nfev=max(iters, len(x0) + 1),
+                         xtol=1e-10, ftol=1e-10, gtol=1e-12).x
+
+GNC_SIGMAS = (0.5, 0.15)  # Geman-McClure scales (fractions of the keypoint box diagonal) the LM start selection passes through before `FitConfig.gm_sigma`
+
+def _lm_batch(problem,  # x (B, n) -> residuals (B, m); problem(x, True) -> (residuals, Jacobians (B, m, n))
+              x0: np.ndarray,  # (B, n) starts of B independent problems
+              iters: int,  # steps (one batched residual + Jacobian evaluation each)
+              history: list,  # appended: the lowest sum of squares after each step
+              ) -> tuple[np.ndarray, np.ndarray]:  # (B, n) the best point of each, (B,) its sum of squares
+    "Levenberg-Marquardt (Marquardt's diagonal scaling) on a batch of small problems at once, each with its own damping; scipy's is one problem at a time."
+    x = np.array(x0, np.float64)
+    r, J = problem(x, True)
+    f, lam, n = (r ** 2).sum(-1), np.full(len(x), 1e-3), x.shape[1]
+    act = np.arange(len(x))  # the problems still iterated
+    for it in range(iters):
+        A, g = J[act].swapaxes(1, 2) @ J[act], (J[act].swapaxes(1, 2) @ r[act, :, None])[..., 0]
+        D = np.maximum(np.diagonal(A, axis1=1, axis2=2), 1e-9)
+        xt = x[act] - np.linalg.solve(A + lam[act, None, None] * D[:, None] * np.eye(n), g[..., None])[..., 0]
+        rt, Jt = problem(xt, True, act)
+        ft = (rt ** 2).sum(-1)
+        ok = np.isfinite(ft) & (ft < f[act])
+        a = act[ok]
+        x[a], r[a], J[a], f[a] = xt[ok], rt[ok], Jt[ok], ft[ok]
+        lam[act] = np.where(ok, lam[act] / 3, lam[act] * 4).clip(1e-9, 1e9)
+        history.append(float(f.min()))
+    return x, f
 
 # %% ../nbs/30_fit.ipynb #defce2a4
 def _kp_index(kpset: str | KeypointSet) -> tuple[KeypointSet, np.ndarray]:
@@ -409,6 +688,8 @@ class _Sequence:
     def shape_reg(self, z: Tensor) -> Tensor:
         r = self.config.shape_reg_weight * (self.shape_eff(z) - self.shape0).square().sum()
         return r + 100.0 * (z - self.shape_eff(z)).square().sum() if self.bounded else r
+
+
 
 # %% ../nbs/30_fit.ipynb #cc9efd22
 def _need_body(fit):
@@ -712,6 +993,7 @@ def _floor_term(body, S, ks, cameras, N, floor, config):
         z = ((X - t[rep, None]) @ R[rep])[:, foot, 2]  # world heights of the foot keypoints
         low = -tau * torch.logsumexp(-z / tau, -1)
         return config.floor_weight * ((low - lift - floor) / 0.02).square()
+    term.arrays = dict(R=R.double().numpy(), t=t.double().numpy(), foot=np.array(foot), lift=lift, floor=float(floor), tau=tau)  # for `_LMProblem`
     return term
 
 # %% ../nbs/30_fit.ipynb #7568d3a3
@@ -794,7 +1076,27 @@ def fit_images_2d(kp2d: np.ndarray,  # (N, J, 2) keypoints of one person in N im
         go, tr = go.detach()[pick].clone().requires_grad_(), tr.detach()[pick].clone().requires_grad_()
         base = P0.clone() if same_pose else P0.repeat(N, 1)  # (Ks or N * Ks, P): one pose per start, or per image and start
         free = base[:, S.free].clone().requires_grad_()
-        if Ks > 1:  # a short pose fit from every start posture; each image (or, with same_pose, all together) keeps its best
+        nf, a64 = len(S.free), lambda t_: t_.detach().double().numpy()
+        lm_data = (K_np, np.where(finite[..., None], kp, 0.0), diag, np.sqrt(w_np / w_np.sum(1, keepdims=True).clip(1e-9)), config)
+        problem = lambda base_, imgs, ns=0: _LMProblem(S, base_, imgs, *lm_data, a64(z0)[0], ns, floor_term if use_floor[0] else None)
+        if Ks > 1 and config.optimizer_2d == "lm":  # every start posture by Levenberg-Marquardt, all at once (`_lm_batch`); each image (or, with same_pose, all together) keeps its best
+            hist["select"] = []
+            P0n, g0, t0 = a64(P0), a64(go).reshape(N, Ks, 3), a64(tr).reshape(N, Ks, 3)
+            groups = [np.arange(N)] if same_pose else [np.array([i]) for i in range(N) if not skipped[i]]
+            k = np.zeros(N, dtype=int)
+            free, go, tr = a64(base[:, S.free]).reshape(-1, Ks, nf)[:, 0].copy(), g0[:, 0].copy(), t0[:, 0].copy()
+            for im in groups:
+                X0 = np.concatenate([P0n[:, S.free.numpy()], g0[im].transpose(1, 0, 2).reshape(Ks, -1), t0[im].transpose(1, 0, 2).reshape(Ks, -1)], 1)
+                pb = problem(P0n, im)
+                for pb.sigma in GNC_SIGMAS + (config.gm_sigma,):  # graduated non-convexity: wide basins first, then the fit's own robust scale
+                    X0, fx = _lm_batch(pb, X0, -(-config.iters_select // (len(GNC_SIGMAS) + 1)), hist["select"])
+                X = X0
+                b = int(np.argmin(fx))
+                k[im], free[im[0] if not same_pose else 0] = b, X[b, :nf]
+                go[im], tr[im] = X[b, nf:nf + 3 * len(im)].reshape(-1, 3), X[b, nf + 3 * len(im):].reshape(-1, 3)
+            t_ = lambda x: torch.as_tensor(x, dtype=dt).requires_grad_()
+            base, free, go, tr = P0[k[:1] if same_pose else k], t_(free[:1] if same_pose else free), t_(go), t_(tr)
+        elif Ks > 1:  # a short pose fit from every start posture; each image (or, with same_pose, all together) keeps its best
             rows = torch.arange(N).repeat_interleave(Ks)
             pr = torch.arange(Ks).repeat(N) if same_pose else torch.arange(N * Ks)  # the pose row of each (image, start) row
             def sel():
@@ -819,43 +1121,14 @@ def fit_images_2d(kp2d: np.ndarray,  # (N, J, 2) keypoints of one person in N im
             return per.sum() / N + (S.shape_reg(z) if z.requires_grad else 0.0), per
         hist["pose"] = []
         use_floor[0] = floor_term is not None and shape is not None  # a given shape: the floor holds from the pose stage on
-        if config.optimizer_2d == "lm":  # each image alone: pose, orientation, translation by Levenberg-Marquardt
-            nf, sw = len(S.free), (w / w.sum(1, keepdim=True).clamp_min(1e-9)).sqrt()
-            def residual(i, x):  # (m,) residuals whose sum of squares is image i's objective
-                pose = S.pose(base[i:i + 1], x[None, :nf])
-                X = S.body_keypoints(z0, pose)[0, S.idx] @ rotvec_to_rotmat(x[nf:nf + 3]).T + x[nf + 3:]
-                d = (_project(X[None], K[i:i + 1])[0] - tgt[i]) / dg[i]
-                r = [(d * (sw[i] / (d.square().sum(-1) + config.gm_sigma ** 2).sqrt())[:, None]).flatten(),
-                     (config.pose_prior_weight / nf) ** 0.5 * (pose[0, S.free] - S.nat[S.free])]
-                if S.angles is not None and config.joint_limit_weight > 0:
-                    a = S.angles(pose)[0]
-                    r.append(config.joint_limit_weight ** 0.5 * ((a - S.angles.hi).clamp_min(0) + (S.angles.lo - a).clamp_min(0)) * S.angles.driven / 10.0)
-                if use_floor[0]: r.append(floor_term(X[None], torch.tensor([i])).add(1e-12).sqrt())
-                return torch.cat(r)
-            def residual_all(x, ns=0):  # same_pose: one problem over (the shape's `ns` dims,) the shared pose and every image's orientation and translation
-                pose = S.pose(base, x[None, ns:ns + nf])
-                g, t = x[ns + nf:ns + nf + 3 * N].view(N, 3), x[ns + nf + 3 * N:].view(N, 3)
-                kb = S.head(S.shape_eff(x[None, :ns]), pose) if ns else S.body_keypoints(z0, pose)
-                X = torch.einsum("nij,kj->nki", rotvec_to_rotmat(g), kb[0, S.idx]) + t[:, None]
-                d = (_project(X, K) - tgt) / dg[:, None, None]
-                r = [(d * (sw / N ** 0.5 / (d.square().sum(-1) + config.gm_sigma ** 2).sqrt())[..., None]).flatten(),  # mean over images, as `objective`
-                     (config.pose_prior_weight / nf) ** 0.5 * (pose[0, S.free] - S.nat[S.free])]
-                if S.angles is not None and config.joint_limit_weight > 0:
-                    a = S.angles(pose)[0]
-                    r.append(config.joint_limit_weight ** 0.5 * ((a - S.angles.hi).clamp_min(0) + (S.angles.lo - a).clamp_min(0)) * S.angles.driven / 10.0)
-                if use_floor[0]: r.append(floor_term(X, ids).div(N).add(1e-12).sqrt())
-                if ns:  # `_Sequence.shape_reg` as residuals
-                    ze = S.shape_eff(x[:ns])
-                    r += [config.shape_reg_weight ** 0.5 * (ze - S.shape0.reshape(-1))] + ([10.0 * (x[:ns] - ze)] if S.bounded else [])
-                return torch.cat(r)
-            hist["pose"] = []
-            if same_pose:
-                with torch.no_grad(): x0 = torch.cat([free[0], go.flatten(), tr.flatten()])
-                x = _lm(residual_all, x0, config.iters_pose, hist["pose"])
-                free, go, tr = x[None, :nf].clone().requires_grad_(), x[nf:nf + 3 * N].view(N, 3).clone().requires_grad_(), x[nf + 3 * N:].view(N, 3).clone().requires_grad_()
+        if config.optimizer_2d == "lm":  # Levenberg-Marquardt with exact Jacobians (`_LMProblem`): each image alone, or one problem over the shared pose and every camera
+            at = lambda i, ns=0: problem(a64(base)[i], range(N) if same_pose else [i], ns)
+            unpack = lambda x, ns=0: (torch.as_tensor(x[ns:ns + nf], dtype=dt)[None].requires_grad_(), torch.as_tensor(x[ns + nf:ns + nf + 3 * N], dtype=dt).view(N, 3).requires_grad_(),
+                                      torch.as_tensor(x[ns + nf + 3 * N:], dtype=dt).view(N, 3).requires_grad_())
+            if same_pose: free, go, tr = unpack(_lm(at(0), np.concatenate([a64(free[0]), a64(go).ravel(), a64(tr).ravel()]), config.iters_pose, hist["pose"]))
             else:
-                with torch.no_grad(): x0 = torch.cat([free, go, tr], 1)
-                x = torch.stack([_lm(functools.partial(residual, i), x0[i], config.iters_pose, hist["pose"]) if not skipped[i] else x0[i] for i in range(N)])
+                x0 = a64(torch.cat([free, go, tr], 1))
+                x = torch.as_tensor(np.stack([_lm(at(i), x0[i], config.iters_pose, hist["pose"]) if not skipped[i] else x0[i] for i in range(N)]), dtype=dt)
                 free, go, tr = (x[:, sl].clone().requires_grad_() for sl in (slice(0, nf), slice(nf, nf + 3), slice(nf + 3, None)))
         else: opt2d([free, go, tr], lambda: objective(z0), config.iters_pose, config.lr, not same_pose, hist["pose"])
         use_floor[0] = floor_term is not None
@@ -864,10 +1137,9 @@ def fit_images_2d(kp2d: np.ndarray,  # (N, J, 2) keypoints of one person in N im
             hist["shape"] = []
             if same_pose and config.optimizer_2d == "lm":  # a small joint problem (shape, one pose, N cameras): Levenberg-Marquardt on all of it
                 ns = z.shape[1]
-                with torch.no_grad(): x0 = torch.cat([z[0], free[0], go.flatten(), tr.flatten()])
-                x = _lm(functools.partial(residual_all, ns=ns), x0, config.iters_shape, hist["shape"])
-                z = x[None, :ns].clone().requires_grad_()
-                free, go, tr = x[None, ns:ns + nf].clone().requires_grad_(), x[ns + nf:ns + nf + 3 * N].view(N, 3).clone().requires_grad_(), x[ns + nf + 3 * N:].view(N, 3).clone().requires_grad_()
+                x = _lm(at(0, ns), np.concatenate([a64(z[0]), a64(free[0]), a64(go).ravel(), a64(tr).ravel()]), config.iters_shape, hist["shape"])
+                z = torch.as_tensor(x[None, :ns], dtype=dt).requires_grad_()
+                free, go, tr = unpack(x, ns)
             else: opt2d([z, free, go, tr], lambda: objective(z), config.iters_shape, config.lr, False, hist["shape"])
         with torch.no_grad():  # recomputed on the returned parameters (seed bug B3)
             z, pose, go, tr = z.detach(), S.pose(base, free)[pr], go.detach(), tr.detach()

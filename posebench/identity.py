@@ -187,17 +187,18 @@ def consistency_score(kp2d: np.ndarray,  # (J, 2) px one image, or (N, J, 2) a c
                       reference_shape: np.ndarray,  # (n_shape,) the reference body shape, held fixed
                       image_size: tuple[int, int] | None = None,  # (width, height) px, for the default focal length
                       config: ScoreConfig = ScoreConfig(),  # the error scale, relative or plain, the minimum number of joints
-                      fit_config=None,  # a `posebench.fit.FitConfig`; None: its defaults
+                      fit_config=None,  # a `posebench.fit.FitConfig`; None: `SCORING_CONFIG` for the plain error, `FitConfig()` for the relative one (the reference fit's own settings: the same image then scores exactly 100%)
                       body=None,  # a `BodyModel`; None: the fitter's default (anny)
                       kpset: str = "coco17",  # what the J keypoints are
                       ) -> Score:
     "Score keypoints against a reference shape: pose and camera fitted with the shape fixed; the (excess) normalised error mapped to [0, 1]."
-    from posebench.fit import FitConfig, fit_images_2d
+    from posebench.fit import SCORING_CONFIG, FitConfig, fit_images_2d
     t0 = time.perf_counter()
+    fit_config = fit_config or (FitConfig() if config.relative else SCORING_CONFIG)
     kp, c = _check_clip(kp2d, conf, config)
     shape = np.asarray(reference_shape, np.float64)
     if shape.ndim != 1: raise ValueError(f"reference_shape: expected (n_shape,), got {shape.shape}")
-    fit = lambda shape=None: fit_images_2d(kp, c, image_size=image_size, body=body, config=fit_config or FitConfig(), shape=shape, kpset=kpset)
+    fit = lambda shape=None: fit_images_2d(kp, c, image_size=image_size, body=body, config=fit_config, shape=shape, kpset=kpset)
     mean_err = lambda f: float(np.mean(np.asarray(f.norm_error, np.float64)))
     ref = fit(shape)
     e_ref = mean_err(ref)
@@ -381,7 +382,7 @@ class ShapeStore:
     "Reference body shapes in a SQLite file: fit once from a few images, score any image against them."
     def __init__(self, path: str | Path,  # the database file (created, with its folder, when missing)
                  config: ScoreConfig = ScoreConfig(),  # how errors become scores
-                 fit_config=None,  # a `posebench.fit.FitConfig`; None: its defaults
+                 fit_config=None,  # a `posebench.fit.FitConfig` for reference fits and scores; None: the defaults (`STILL_CONFIG` for same_pose references; `SCORING_CONFIG` for plain-error scores)
                  body=None,  # a `BodyModel`; None: `posebench.motion.default_body_model()` (anny)
                  detector="blazepose",  # finds keypoints in image files
                  ):
@@ -410,6 +411,12 @@ class ShapeStore:
             from posebench.fit import FitConfig
             self._fit_config = FitConfig()
         return self._fit_config
+
+    @property
+    def score_fit_config(self):
+        "The fit settings of consistency scores: the store's own `fit_config` if given; else `fit_config` for relative scores (the reference fit's settings), `SCORING_CONFIG` for plain ones."
+        from posebench.fit import SCORING_CONFIG
+        return self.fit_config if self._own_fit_config or self.config.relative else SCORING_CONFIG
 
     def names(self) -> list[str]:
         "Names of the stored references, sorted."
@@ -550,7 +557,7 @@ def score(self: ShapeStore,
     J = len(ref.images[0].kp2d) if ref.images else len(kp)
     if len(kp) != J: raise ValueError(f"keypoints: the reference has {J} joints ({ref.images[0].kpset}), got {len(kp)}: convert with `convert_keypoints`")
     kpset = ref.images[0].kpset if ref.images else "coco17"
-    s = consistency_score(kp, c, ref.shape, image_size, self.config, self.fit_config, self.body, kpset)
+    s = consistency_score(kp, c, ref.shape, image_size, self.config, self.score_fit_config, self.body, kpset)
     kid = _insert_keypoints(self.con, kp, c, image_size, kpset, path, sha256, detector)
     self.con.execute("INSERT INTO score (reference_id, keypoints_id, score, norm_error, created, scale) VALUES (?, ?, ?, ?, ?, ?)",
                      (self._id(name), kid, s.score, s.norm_error, _now(), self.config.scale))
@@ -668,7 +675,7 @@ def demo_identity(out: Path,  # output folder (created): images, the shape datab
         for group, paths in (("second clip, same person", clip), ("different body", others)):
             found = [image_keypoints(p, store.detector) for p in paths]  # a ValueError names a file with nobody in it
             s = consistency_score(np.stack([f.kp2d for f in found]), np.stack([f.conf for f in found]), ref.shape, found[0].image_size,
-                                  store.config, store.fit_config, store.body)
+                                  store.config, store.score_fit_config, store.body)
             rows.append(dict(group=group, images=[p.name for p in paths], score=s.score, excess_error=s.norm_error,
                              reference_error=s.reference_error, own_error=s.own_error, own_shape=s.own_shape, seconds=s.seconds))
     summary = dict(reference=dict(images=[str(p) for p in refs], shape=ref.shape, true_shape=cap.gt.shape[0],
@@ -760,22 +767,23 @@ def separation_benchmark(n: int = 12,  # number of bodies (references)
                          seed: int = 0,  # bodies, poses and cameras
                          n_ref: int = 4,  # images per reference
                          config: ScoreConfig = ScoreConfig(),  # score scale
-                         fit_config=None,  # a `posebench.fit.FitConfig`; None: its defaults
+                         fit_config=None,  # the probes' `posebench.fit.FitConfig`; None: as `consistency_score`
                          views=random_views,  # (shape, n, rng) -> `Views`: how images of a body are made
                          progress: bool = False,  # tqdm bar
                          clip: int = 1,  # images per probe: 1 scores single images, more scores clips (all images of the clip together)
                          reference: str = "fit",  # 'fit': each reference shape fitted from `n_ref` views; 'true': the true shape (the scoring step's ceiling)
                          ref_views=None,  # how the reference images are made (same signature as `views`); None: `views`. E.g. `still_views`
                          same_pose: bool = False,  # fit each reference with one pose shared by its images (`fit_images_2d(same_pose=True)`), for `still_views`
-                         ref_config=None,  # the reference fit's `FitConfig`; None: `fit_config`
+                         ref_config=None,  # the reference fit's `FitConfig`; None: `fit_config` if given, else `STILL_CONFIG` (same_pose) or `FitConfig()`
                          calibrated: bool = False,  # give the reference fit the reference cameras' true intrinsics (else: focal from the image size)
                          ) -> SeparationResult:
     "Fit `n` random bodies from `n_ref` views each; score `probes` unseen views (or clips) of the same body and of another body."
     from tqdm.auto import tqdm
-    from posebench.fit import FitConfig, fit_images_2d
+    from posebench.fit import SCORING_CONFIG, STILL_CONFIG, FitConfig, fit_images_2d
     from posebench.motion import default_body_model, random_phenotype
     if reference not in ("fit", "true"): raise ValueError(f"reference must be 'fit' or 'true', got {reference!r}")
-    body, fc = default_body_model(), fit_config or FitConfig()
+    body, fc = default_body_model(), fit_config or (FitConfig() if config.relative else SCORING_CONFIG)
+    ref_config = ref_config or fit_config or (STILL_CONFIG if same_pose else FitConfig())
     shapes = random_phenotype(seed, n)
     probe = [views(shapes[i], probes * clip, np.random.default_rng([seed, i, 1])) for i in range(n)]
     gen, imp, fit_s, score_s, l2, skel, skel_o, skipped = [], [], [], [], [], [], [], 0
@@ -785,7 +793,7 @@ def separation_benchmark(n: int = 12,  # number of bodies (references)
         if reference == "fit":
             v = (ref_views or views)(shapes[i], n_ref, np.random.default_rng([seed, i, 0]))
             cams = dict(cameras=[c.K for c in v.cameras]) if calibrated else dict(image_size=v.image_size)
-            ref_shape = np.asarray(fit_images_2d(v.kp2d, v.conf, body=body, config=ref_config or fc, kpset=v.kpset, same_pose=same_pose, **cams).shape, np.float64).reshape(-1)
+            ref_shape = np.asarray(fit_images_2d(v.kp2d, v.conf, body=body, config=ref_config, kpset=v.kpset, same_pose=same_pose, **cams).shape, np.float64).reshape(-1)
         else: ref_shape = np.asarray(shapes[i], np.float64)
         fit_s.append(time.perf_counter() - t0)
         l2.append(float(np.linalg.norm(ref_shape - shapes[i])))
