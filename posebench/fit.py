@@ -444,7 +444,7 @@ class _ChainJacobian:
                  ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:  # (B, K, 3), (B, K, 3, nf) or None, (B, K, 3, S) or None
         B, S = len(pose), z.shape[-1]
         if self.chain is None:  # any backend: torch.func, one item at a time
-            dt, t = lambda x: x.double().numpy(), lambda x: torch.as_tensor(x, dtype=self.body.dtype)
+            dt, t = lambda x: x.double().numpy(), lambda x: torch.tensor(np.array(x), dtype=self.body.dtype)
             out = []
             for zb, pb in zip(np.broadcast_to(z, (B, S)), pose):
                 p, zt = t(pb), t(zb)
