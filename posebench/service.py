@@ -50,7 +50,7 @@ class ServiceConfig:
     shutdown_timeout_s: float = 30.0  # on SIGTERM, wait this long for requests in flight
     torch_threads: int = 1  # torch CPU threads in the server process (mesh posing)
     jpeg_quality: int = 80  # of the overlay image
-    reorder_ms: float = 100.0  # a frame that follows a gap in its session's frame numbers waits this long for the missing ones (0: never)
+    reorder_ms: float = 100.0  # a frame that follows a gap in its session's frame numbers (or a session's first frame, numbered above 0) waits this long for the missing ones (0: never)
 
     def __post_init__(self):
         for k in ("max_image_bytes", "max_pixels", "max_concurrent", "max_sessions", "detector_threads", "n_init", "torch_threads"):
@@ -439,7 +439,7 @@ class Session:
                 waited = False
                 while True:
                     await self.turn.wait_for(lambda: not self.busy and min(self.inflight) >= frame_number)
-                    gap = self.last_frame is not None and frame_number > self.last_frame + 1
+                    gap = frame_number > (self.last_frame + 1 if self.last_frame is not None else 0)  # a first frame above 0 may have overtaken the session's earlier ones
                     if waited or not gap or reorder_s <= 0: break
                     waited = True  # a request sent earlier may still be on its way (parsing a large body): give it a moment
                     try: await asyncio.wait_for(self.turn.wait_for(lambda: min(self.inflight) < frame_number), reorder_s)
