@@ -779,10 +779,10 @@ def separation_benchmark(n: int = 12,  # number of bodies (references)
                          ) -> SeparationResult:
     "Fit `n` random bodies from `n_ref` views each; score `probes` unseen views (or clips) of the same body and of another body."
     from tqdm.auto import tqdm
-    from posebench.fit import SCORING_CONFIG, STILL_CONFIG, FitConfig, fit_images_2d
+    from posebench.fit import STILL_CONFIG, FitConfig, fit_images_2d
     from posebench.motion import default_body_model, random_phenotype
     if reference not in ("fit", "true"): raise ValueError(f"reference must be 'fit' or 'true', got {reference!r}")
-    body, fc = default_body_model(), fit_config or (FitConfig() if config.relative else SCORING_CONFIG)
+    body = default_body_model()
     ref_config = ref_config or fit_config or (STILL_CONFIG if same_pose else FitConfig())
     shapes = random_phenotype(seed, n)
     probe = [views(shapes[i], probes * clip, np.random.default_rng([seed, i, 1])) for i in range(n)]
@@ -802,7 +802,7 @@ def separation_benchmark(n: int = 12,  # number of bodies (references)
             for k in range(probes):
                 sl = slice(k * clip, (k + 1) * clip) if clip > 1 else k
                 if ((pv.conf[sl] >= config.min_conf).sum(-1) < config.min_joints).any(): skipped += 1; continue  # the detector missed the person
-                s = consistency_score(pv.kp2d[sl], pv.conf[sl], ref_shape, pv.image_size, config, fc, body, pv.kpset)
+                s = consistency_score(pv.kp2d[sl], pv.conf[sl], ref_shape, pv.image_size, config, fit_config, body, pv.kpset)
                 errs.append(s.norm_error); score_s.append(s.seconds); raw[id(errs)].append((s.reference_error, s.own_error))
     return SeparationResult(np.array(gen), np.array(imp), np.array(raw[id(gen)]).reshape(-1, 2), np.array(raw[id(imp)]).reshape(-1, 2),
                             config.scale, np.array(fit_s), np.array(score_s), np.array(l2), skipped, np.array(skel), np.array(skel_o))
