@@ -493,19 +493,24 @@ def _angles_np(am: _AngleMap, pose: np.ndarray,  # (B, P) rotation vectors
     return a, pinv.T @ Jd[..., free]
 
 class _LMProblem:
-    "One Levenberg-Marquardt problem of `fit_images_2d` (or a batch of starts of it): residuals and their exact Jacobian, float64 numpy. Unknowns: (the shape,) one pose's free dims, each image's orientation, each image's translation."
+    "One Levenberg-Marquardt problem of `fit_images_2d` (or a batch of starts of it): residuals and their exact Jacobian, float64 numpy. Unknowns: (the shape,) each pose group's free pose dims, each image's orientation, each image's translation."
     def __init__(self, S,  # the fit's `_Sequence`
-                 base: np.ndarray,  # (P,) the pose's fixed dims, or (B, P) one per start
-                 imgs: Sequence[int],  # the images sharing the pose: one, or all with `same_pose`
+                 base: np.ndarray,  # (P,) the pose's fixed dims; (B, P) one per start (one group); (G, P) one per pose group
+                 imgs: Sequence[int],  # the images of the problem: one, or several sharing poses
                  K: np.ndarray, tgt: np.ndarray, dg: np.ndarray, sw: np.ndarray,  # (N, 3, 3) px, (N, J, 2) px, (N,) box diagonals px, (N, J) sqrt normalised weights
                  config: FitConfig,
                  shape: np.ndarray,  # (S,) the fixed shape (ns == 0) or the shape regulariser's reference
                  ns: int = 0,  # shape dims among the unknowns (0: shape fixed)
-                 floor=None):  # `_floor_term`'s function, or None
+                 floor=None,  # `_floor_term`'s function, or None
+                 groups: np.ndarray | None = None):  # (len(imgs),) the pose group 0..G-1 of each image; None: one pose for all
         self.S, self.ch, self.c = S, _chain_jacobian(S.body, tuple(S.idx.tolist())), config
         self.base, self.free, self.idx = np.atleast_2d(np.asarray(base, np.float64)), S.free.numpy(), S.idx.numpy()
         self.imgs, self.ns, self.floor = np.asarray(imgs), ns, floor
         n = len(self.imgs)
+        self.gid = np.zeros(n, int) if groups is None else np.asarray(groups, int)
+        self.G = int(self.gid.max()) + 1
+        if self.G > 1 and len(self.base) != self.G: raise ValueError(f"{self.G} pose groups need base (G, P), got {self.base.shape}")
+        self.wpose = np.sqrt(np.bincount(self.gid, minlength=self.G) / n)  # a group's prior counts as its share of the images (as the objective's mean over images)
         self.f, self.pp = K[self.imgs][:, [0, 1], [0, 1]], K[self.imgs][:, :2, 2]
         self.tgt, self.dg, self.wgt = tgt[self.imgs], dg[self.imgs], sw[self.imgs] / np.sqrt(n)  # the data term: mean over the images
         self.nat = S.nat.double().numpy()[self.free]
@@ -520,47 +525,56 @@ class _LMProblem:
                  jac: bool = False,
                  rows: np.ndarray | None = None):  # which rows of a per-start `base` the B problems are (None: all, or the one)
         "Residuals (m,) or (B, m), and with `jac` also their Jacobian (m, n_x) or (B, m, n_x)."
-        c, ns, nf, n = self.c, self.ns, len(self.free), len(self.imgs)
+        c, ns, nf, n, G, gid = self.c, self.ns, len(self.free), len(self.imgs), self.G, self.gid
         one, x = x.ndim == 1, np.atleast_2d(x)
         B, nx = x.shape
+        o = ns + G * nf  # where the cameras start
         z = x[:, :ns] if ns else np.broadcast_to(self.shape, (B, len(self.shape)))
         ze = self.shape_eff(z)
-        pose = np.array(np.broadcast_to(self.base if rows is None or len(self.base) == 1 else self.base[rows], (B, self.base.shape[1])))
-        pose[:, self.free] = x[:, ns:ns + nf]
-        go, tr = x[:, ns + nf:ns + nf + 3 * n].reshape(B, n, 3), x[:, ns + nf + 3 * n:].reshape(B, n, 3)
-        kb, dkb, dkz = self.ch(ze, pose, self.free if jac else None, jac and ns > 0, self.prep)
+        base = self.base if G > 1 or rows is None or len(self.base) == 1 else self.base[rows]
+        pose = np.array(np.broadcast_to(base[None] if G > 1 else base[:, None], (B, G, base.shape[1])))
+        pose[..., self.free] = x[:, ns:o].reshape(B, G, nf)
+        go, tr = x[:, o:o + 3 * n].reshape(B, n, 3), x[:, o + 3 * n:].reshape(B, n, 3)
+        kb, dkb, dkz = self.ch(np.repeat(ze, G, 0), pose.reshape(B * G, -1), self.free if jac else None, jac and ns > 0, self.prep)
+        kb = kb.reshape((B, G) + kb.shape[1:])[:, gid]  # (B, n, J, 3): each image's body keypoints
         Rg = _so3(go, "R")  # (B, n, 3, 3)
-        Xb = np.einsum("bnij,bkj->bnki", Rg, kb)  # rotated, (B, n, J, 3)
+        Xb = (Rg[:, :, None] @ kb[..., None])[..., 0]  # rotated, (B, n, J, 3)
         X = Xb + tr[:, :, None]
         zc = np.maximum(X[..., 2], 0.01)  # as `_project`: depth kept >= 1 cm
         uv = X[..., :2] / zc[..., None] * self.f[:, None] + self.pp[:, None]
         d = (uv - self.tgt) / self.dg[:, None, None]
         rho2 = (d ** 2).sum(-1) + self.sigma ** 2
         s = self.wgt / np.sqrt(rho2)  # Geman-McClure as least squares: |r|^2 = w |d|^2 / (|d|^2 + sigma^2)
-        rows = [(d * s[..., None]).reshape(B, -1), np.sqrt(c.pose_prior_weight / nf) * (pose[:, self.free] - self.nat)]
+        wp = self.wpose[None, :, None]
+        rows_ = [(d * s[..., None]).reshape(B, -1), (np.sqrt(c.pose_prior_weight / nf) * wp * (pose[..., self.free] - self.nat)).reshape(B, -1)]
         am = self.S.angles if c.joint_limit_weight > 0 else None
         if am is not None:
-            a, da = _angles_np(am, pose, self.free if jac else None)
+            a, da = _angles_np(am, pose.reshape(B * G, -1), self.free if jac else None)
+            a = a.reshape(B, G, -1)
             lo, hi, drv = am._np[4:]
-            rows.append(np.sqrt(c.joint_limit_weight) * (np.maximum(a - hi, 0) + np.maximum(lo - a, 0)) * drv / 10.0)
+            rows_.append((np.sqrt(c.joint_limit_weight) * wp * (np.maximum(a - hi, 0) + np.maximum(lo - a, 0)) * drv / 10.0).reshape(B, -1))
         if self.floor is not None:
             fl = self.floor.arrays
             R, t = fl["R"][self.imgs], fl["t"][self.imgs]
             h = np.einsum("bnkx,nx->bnk", X[:, :, fl["foot"]] - t[:, None], R[..., 2])  # world heights of the foot keypoints
             lse = np.logaddexp.reduce(-h / fl["tau"], -1)
             kf = np.sqrt(c.floor_weight / n) / 0.02
-            rows.append(kf * (-fl["tau"] * lse - fl["lift"] - fl["floor"]))
+            rows_.append(kf * (-fl["tau"] * lse - fl["lift"] - fl["floor"]))
         if ns:
-            rows.append(np.sqrt(c.shape_reg_weight) * (ze - self.shape0))
-            if self.S.bounded: rows.append(10.0 * (z - ze))
-        r = np.concatenate(rows, -1)
+            rows_.append(np.sqrt(c.shape_reg_weight) * (ze - self.shape0))
+            if self.S.bounded: rows_.append(10.0 * (z - ze))
+        r = np.concatenate(rows_, -1)
         if not jac: return r[0] if one else r
-        J_, o = self.idx.size, ns + nf
+        J_ = self.idx.size
         dX = np.zeros((B, n, J_, 3, nx))  # d X / d x
         if ns:
             inside = ((z >= 0) & (z <= 1)) if self.S.bounded else np.ones_like(z, bool)
-            dX[..., :ns] = np.einsum("bnac,bkcs->bnkas", Rg, dkz) * inside[:, None, None, None]
-        dX[..., ns:o] = np.einsum("bnac,bkcf->bnkaf", Rg, dkb)
+            dkz = dkz.reshape((B, G) + dkz.shape[1:])[:, gid]
+            dX[..., :ns] = (Rg[:, :, None] @ dkz) * inside[:, None, None, None]
+        dkb = dkb.reshape((B, G) + dkb.shape[1:])
+        for g in range(G):
+            im = gid == g
+            dX[:, im, :, :, ns + g * nf:ns + (g + 1) * nf] = Rg[:, im, None] @ dkb[:, g, None]
         dXg = -_hat(Xb) @ _so3(-go, "Jr")[:, :, None]  # left Jacobian: R(g + dg) = exp([Jl dg]x) R(g)
         for i in range(n):
             dX[:, i, :, :, o + 3 * i:o + 3 * i + 3] = dXg[:, i]
@@ -572,12 +586,15 @@ class _LMProblem:
             duv[..., k, 2] = -self.f[:, None, k] * X[..., k] / zc ** 2 * live
         dd = s[..., None, None] * (np.eye(2) - d[..., :, None] * d[..., None, :] / rho2[..., None, None])  # d r / d d
         blocks = [((dd / self.dg[:, None, None, None]) @ duv @ dX).reshape(B, -1, nx)]
-        P = np.zeros((B, nf, nx)); P[:, :, ns:o] = np.sqrt(c.pose_prior_weight / nf) * np.eye(nf)
-        blocks.append(P)
-        if am is not None:
-            A = np.zeros((B, a.shape[1], nx))
-            A[:, :, ns:o] = (np.sqrt(c.joint_limit_weight) * ((a > hi).astype(float) - (a < lo)) * drv / 10.0)[..., None] * da
-            blocks.append(A)
+        P = np.zeros((B, G, nf, nx))
+        A = np.zeros((B, G, a.shape[-1], nx)) if am is not None else None
+        for g in range(G):
+            P[:, g, :, ns + g * nf:ns + (g + 1) * nf] = np.sqrt(c.pose_prior_weight / nf) * self.wpose[g] * np.eye(nf)
+            if am is not None:
+                ag = a[:, g]
+                A[:, g, :, ns + g * nf:ns + (g + 1) * nf] = (np.sqrt(c.joint_limit_weight) * self.wpose[g] * ((ag > hi).astype(float) - (ag < lo)) * drv / 10.0)[..., None] * da.reshape((B, G) + da.shape[1:])[:, g]
+        blocks.append(P.reshape(B, -1, nx))
+        if am is not None: blocks.append(A.reshape(B, -1, nx))
         if self.floor is not None:
             wsm = np.exp(-h / fl["tau"] - lse[..., None])  # softmax: d low / d h
             blocks.append(kf * np.einsum("bnk,nx,bnkxc->bnc", wsm, R[..., 2], dX[:, :, fl["foot"]]))
@@ -1006,11 +1023,18 @@ def fit_images_2d(kp2d: np.ndarray,  # (N, J, 2) keypoints of one person in N im
                   shape: np.ndarray | None = None,  # (S,) known shape held fixed (the consistency-score path); None: fit one shared shape
                   kpset: str | KeypointSet = "coco23",  # what the J points are
                   floor: float | None = None,  # world height of the floor (Z up), metres, for calibrated `Camera`s: the lowest foot keypoint is pulled onto it
-                  same_pose: bool = False,  # the images show one posture (synchronised cameras, or a person holding still photographed from around): one pose shared by all; each image keeps its own orientation and translation
+                  same_pose: bool | Sequence[int] = False,  # True: the images show one posture (synchronised cameras, or a person holding still photographed from around), one pose shared by all; a sequence of N labels: images with the same label share a pose (several postures, each from several cameras); each image keeps its own orientation and translation
                   ) -> ImageFit:
     "SMPLify-style deterministic fit: shared shape; per image pose (or one shared pose), orientation and camera translation; staged (camera, pose, shape)."
     body, ks, idx, kp, cf = _fit_inputs(body, kpset, kp2d, conf, 2, "kp2d")
     N, dt = len(kp), body.dtype
+    shared = not isinstance(same_pose, (bool, np.bool_)) or bool(same_pose)
+    if isinstance(same_pose, (bool, np.bool_)): gid = np.zeros(N, int) if same_pose else np.arange(N)
+    else:
+        lab = np.asarray(same_pose)
+        if lab.shape != (N,): raise ValueError(f"same_pose: expected True/False or one pose label per image ({N},), got shape {lab.shape}")
+        gid = np.unique(lab, return_inverse=True)[1].reshape(-1)  # pose groups 0..G-1
+    G = int(gid.max()) + 1
     K_np = _intrinsics(N, image_size, cameras)
     kp = _undistort(kp, cameras)
     finite = np.isfinite(kp).all(-1)
@@ -1074,72 +1098,71 @@ def fit_images_2d(kp2d: np.ndarray,  # (N, J, 2) keypoints of one person in N im
             sc = data(kbB, go, tr, rep)[0].view(N * Ks, Y)
             pick = torch.arange(N * Ks) * Y + sc.argmin(1)  # each image and start keeps its best heading
         go, tr = go.detach()[pick].clone().requires_grad_(), tr.detach()[pick].clone().requires_grad_()
-        base = P0.clone() if same_pose else P0.repeat(N, 1)  # (Ks or N * Ks, P): one pose per start, or per image and start
+        base = P0.repeat(G, 1)  # (G * Ks, P): one pose per group and start
         free = base[:, S.free].clone().requires_grad_()
         nf, a64 = len(S.free), lambda t_: t_.detach().double().numpy()
         lm_data = (K_np, np.where(finite[..., None], kp, 0.0), diag, np.sqrt(w_np / w_np.sum(1, keepdims=True).clip(1e-9)), config)
-        problem = lambda base_, imgs, ns=0: _LMProblem(S, base_, imgs, *lm_data, a64(z0)[0], ns, floor_term if use_floor[0] else None)
-        if Ks > 1 and config.optimizer_2d == "lm":  # every start posture by Levenberg-Marquardt, all at once (`_lm_batch`); each image (or, with same_pose, all together) keeps its best
+        problem = lambda base_, imgs, ns=0, groups=None: _LMProblem(S, base_, imgs, *lm_data, a64(z0)[0], ns, floor_term if use_floor[0] else None, groups)
+        members = [np.flatnonzero(gid == g) for g in range(G)]  # the images of each pose group
+        live = [g for g in range(G) if not skipped[members[g]].all()]
+        if Ks > 1 and config.optimizer_2d == "lm":  # every start posture by Levenberg-Marquardt, all at once (`_lm_batch`); each pose group keeps its best
             hist["select"] = []
             P0n, g0, t0 = a64(P0), a64(go).reshape(N, Ks, 3), a64(tr).reshape(N, Ks, 3)
-            groups = [np.arange(N)] if same_pose else [np.array([i]) for i in range(N) if not skipped[i]]
-            k = np.zeros(N, dtype=int)
-            free, go, tr = a64(base[:, S.free]).reshape(-1, Ks, nf)[:, 0].copy(), g0[:, 0].copy(), t0[:, 0].copy()
-            for im in groups:
+            kg = np.zeros(G, dtype=int)
+            free, go, tr = a64(base[:, S.free]).reshape(G, Ks, nf)[:, 0].copy(), g0[:, 0].copy(), t0[:, 0].copy()
+            for g in live:
+                im = members[g]
                 X0 = np.concatenate([P0n[:, S.free.numpy()], g0[im].transpose(1, 0, 2).reshape(Ks, -1), t0[im].transpose(1, 0, 2).reshape(Ks, -1)], 1)
                 pb = problem(P0n, im)
                 for pb.sigma in GNC_SIGMAS + (config.gm_sigma,):  # graduated non-convexity: wide basins first, then the fit's own robust scale
                     X0, fx = _lm_batch(pb, X0, -(-config.iters_select // (len(GNC_SIGMAS) + 1)), hist["select"])
-                X = X0
-                b = int(np.argmin(fx))
-                k[im], free[im[0] if not same_pose else 0] = b, X[b, :nf]
-                go[im], tr[im] = X[b, nf:nf + 3 * len(im)].reshape(-1, 3), X[b, nf + 3 * len(im):].reshape(-1, 3)
+                kg[g] = b = int(np.argmin(fx))
+                free[g], go[im], tr[im] = X0[b, :nf], X0[b, nf:nf + 3 * len(im)].reshape(-1, 3), X0[b, nf + 3 * len(im):].reshape(-1, 3)
             t_ = lambda x: torch.as_tensor(x, dtype=dt).requires_grad_()
-            base, free, go, tr = P0[k[:1] if same_pose else k], t_(free[:1] if same_pose else free), t_(go), t_(tr)
-        elif Ks > 1:  # a short pose fit from every start posture; each image (or, with same_pose, all together) keeps its best
+            base, free, go, tr = P0[kg], t_(free), t_(go), t_(tr)
+        elif Ks > 1:  # a short pose fit from every start posture; each pose group keeps its best
             rows = torch.arange(N).repeat_interleave(Ks)
-            pr = torch.arange(Ks).repeat(N) if same_pose else torch.arange(N * Ks)  # the pose row of each (image, start) row
+            pr = (torch.as_tensor(gid)[:, None] * Ks + torch.arange(Ks)).reshape(-1)  # the pose row of each (image, start) row
             def sel():
                 pose = S.pose(base, free)
                 per = data(S.body_keypoints(z0, pose)[:, S.idx][pr], go, tr, rows)[0] + S.prior(pose)[pr]
                 return per.sum() / N, per
             hist["select"] = []
-            _adam([free, go, tr], sel, config.iters_select, config.lr, not same_pose, hist["select"])
+            _adam([free, go, tr], sel, config.iters_select, config.lr, G == N, hist["select"])
             with torch.no_grad():
                 per = sel()[1].view(N, Ks)
-                k = per.sum(0).argmin().repeat(N) if same_pose else per.argmin(1)
-                best = torch.arange(N) * Ks + k
-            pb = k[:1] if same_pose else best
+                kg = torch.zeros(G, Ks, dtype=per.dtype).index_add_(0, torch.as_tensor(gid), per).argmin(1)  # each group's best start (summed over its images)
+                best = torch.arange(N) * Ks + kg[gid]
+            pb = torch.arange(G) * Ks + kg
             base, free, go, tr = base[pb], free.detach()[pb].clone().requires_grad_(), go.detach()[best].clone().requires_grad_(), tr.detach()[best].clone().requires_grad_()
 
         # stages 2 and 3: pose (shape fixed), then shape + pose
         ids = torch.arange(N)
-        pr = torch.zeros(N, dtype=torch.long) if same_pose else ids  # each image's row of `base`/`free`
+        pr = torch.as_tensor(gid)  # each image's row of `base`/`free`
         def objective(z):
             pose = S.pose(base, free)
-            per = data(S.body_keypoints(z, pose)[:, S.idx][pr], go, tr, ids)[0] + S.prior(pose)[pr]  # shared: the prior once (mean over images)
+            per = data(S.body_keypoints(z, pose)[:, S.idx][pr], go, tr, ids)[0] + S.prior(pose)[pr]  # a shared pose: its prior once (mean over images)
             return per.sum() / N + (S.shape_reg(z) if z.requires_grad else 0.0), per
         hist["pose"] = []
         use_floor[0] = floor_term is not None and shape is not None  # a given shape: the floor holds from the pose stage on
-        if config.optimizer_2d == "lm":  # Levenberg-Marquardt with exact Jacobians (`_LMProblem`): each image alone, or one problem over the shared pose and every camera
-            at = lambda i, ns=0: problem(a64(base)[i], range(N) if same_pose else [i], ns)
-            unpack = lambda x, ns=0: (torch.as_tensor(x[ns:ns + nf], dtype=dt)[None].requires_grad_(), torch.as_tensor(x[ns + nf:ns + nf + 3 * N], dtype=dt).view(N, 3).requires_grad_(),
-                                      torch.as_tensor(x[ns + nf + 3 * N:], dtype=dt).view(N, 3).requires_grad_())
-            if same_pose: free, go, tr = unpack(_lm(at(0), np.concatenate([a64(free[0]), a64(go).ravel(), a64(tr).ravel()]), config.iters_pose, hist["pose"]))
-            else:
-                x0 = a64(torch.cat([free, go, tr], 1))
-                x = torch.as_tensor(np.stack([_lm(at(i), x0[i], config.iters_pose, hist["pose"]) if not skipped[i] else x0[i] for i in range(N)]), dtype=dt)
-                free, go, tr = (x[:, sl].clone().requires_grad_() for sl in (slice(0, nf), slice(nf, nf + 3), slice(nf + 3, None)))
-        else: opt2d([free, go, tr], lambda: objective(z0), config.iters_pose, config.lr, not same_pose, hist["pose"])
+        if config.optimizer_2d == "lm":  # Levenberg-Marquardt with exact Jacobians (`_LMProblem`): each pose group with its images' cameras
+            fr, g_, t_ = a64(free).copy(), a64(go).copy(), a64(tr).copy()
+            for g in live:
+                im = members[g]
+                x = _lm(problem(a64(base)[g], im), np.concatenate([fr[g], g_[im].ravel(), t_[im].ravel()]), config.iters_pose, hist["pose"])
+                fr[g], g_[im], t_[im] = x[:nf], x[nf:nf + 3 * len(im)].reshape(-1, 3), x[nf + 3 * len(im):].reshape(-1, 3)
+            free, go, tr = (torch.as_tensor(a, dtype=dt).requires_grad_() for a in (fr, g_, t_))
+        else: opt2d([free, go, tr], lambda: objective(z0), config.iters_pose, config.lr, G == N, hist["pose"])
         use_floor[0] = floor_term is not None
         z = z0.clone().requires_grad_(shape is None)
         if shape is None and config.iters_shape > 0:
             hist["shape"] = []
-            if same_pose and config.optimizer_2d == "lm":  # a small joint problem (shape, one pose, N cameras): Levenberg-Marquardt on all of it
+            if shared and config.optimizer_2d == "lm":  # a small joint problem (shape, the groups' poses, N cameras): Levenberg-Marquardt on all of it
                 ns = z.shape[1]
-                x = _lm(at(0, ns), np.concatenate([a64(z[0]), a64(free[0]), a64(go).ravel(), a64(tr).ravel()]), config.iters_shape, hist["shape"])
+                x = _lm(problem(a64(base), np.arange(N), ns, gid), np.concatenate([a64(z[0]), a64(free).ravel(), a64(go).ravel(), a64(tr).ravel()]), config.iters_shape, hist["shape"])
                 z = torch.as_tensor(x[None, :ns], dtype=dt).requires_grad_()
-                free, go, tr = unpack(x, ns)
+                o = ns + G * nf
+                free, go, tr = (torch.as_tensor(a, dtype=dt).requires_grad_() for a in (x[ns:o].reshape(G, nf), x[o:o + 3 * N].reshape(N, 3), x[o + 3 * N:].reshape(N, 3)))
             else: opt2d([z, free, go, tr], lambda: objective(z), config.iters_shape, config.lr, False, hist["shape"])
         with torch.no_grad():  # recomputed on the returned parameters (seed bug B3)
             z, pose, go, tr = z.detach(), S.pose(base, free)[pr], go.detach(), tr.detach()
