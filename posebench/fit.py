@@ -46,6 +46,7 @@ class FitConfig:
     huber_delta: float = 0.05  # 3D: metres where the Huber data loss turns from quadratic to linear
     gm_sigma: float = 0.05  # 2D: Geman-McClure scale as a fraction of the person's 2D height (bbox of the keypoints)
     pose_prior_weight: float = 0.01  # quadratic pull of the free pose dims (rad^2, mean) towards the natural standing pose
+    pose_prior_parts: tuple[tuple[str, float], ...] = ()  # (body part, factor) pairs, or a dict: that part's dims (`BODY_PARTS`) are pulled with `pose_prior_weight` x factor; parts not named: x 1
     shape_reg_weight: float = 0.01  # quadratic pull of the shape towards `body.default_shape` (sum of squares)
     joint_limit_weight: float = 1.0  # per (10 degrees)^2 beyond an anatomical joint limit (`posebench.motion.ANGLE_LIMITS`; anny only)
     min_conf: float = 0.0  # confidences at or below this weigh nothing
@@ -60,6 +61,8 @@ class FitConfig:
     floor_weight: float = 0.1  # 2D with `floor=`: cost of the lowest foot keypoint 2 cm off the floor
     pose_starts: tuple[str, ...] = ("natural",)  # 2D: start postures (`START_POSTURES`) tried per image; several: each gets `iters_select` pose steps, the best goes on (anny only)
     iters_select: int = 20  # 2D with several `pose_starts`: Adam pose steps every start gets before each image keeps its best
+    shape_starts: int = 1  # 2D, shared shape, one pose for all images, 'lm': the pose and shape stages run from this many of the best start postures at once (`_lm_batch`, `iters_pose` and `iters_shape` steps); the lowest objective wins
+    iters_polish: int = 0  # with `shape_starts` > 1: MINPACK residual evaluations on the winner afterwards (at least its number of unknowns + 1)
     seed: int = 0  # the fits draw no random numbers; torch's RNG is seeded with this inside the call (state restored) all the same
 
     def __post_init__(self):
@@ -69,17 +72,24 @@ class FitConfig:
         object.__setattr__(self, "freeze", (self.freeze,) if isinstance(self.freeze, str) else tuple(self.freeze))
         bad = sorted(set(self.freeze) - set(DIM_GROUPS))
         if bad: raise ValueError(f"freeze: unknown dim groups {bad}; known: {', '.join(DIM_GROUPS)}")
+        pp = dict(self.pose_prior_parts)
+        bad = sorted(set(pp) - set(BODY_PARTS))
+        if bad: raise ValueError(f"pose_prior_parts: unknown body parts {bad}; known: {', '.join(BODY_PARTS)}")
+        if not all(f >= 0 for f in pp.values()): raise ValueError(f"pose_prior_parts: factors must be >= 0, got {pp}")
+        object.__setattr__(self, "pose_prior_parts", tuple((k, float(f)) for k, f in pp.items()))
         object.__setattr__(self, "pose_starts", (self.pose_starts,) if isinstance(self.pose_starts, str) else tuple(self.pose_starts))
         bad = [p for p in self.pose_starts if p not in START_POSTURES]
         if bad or not self.pose_starts: raise ValueError(f"pose_starts: unknown or no start postures {bad or '()'}; known: {', '.join(START_POSTURES)}")
-        for k in ("iters_pose", "iters_shape", "iters_camera", "iters_select", "min_valid_points", "n_yaw"):
-            if int(getattr(self, k)) < (1 if k == "n_yaw" else 0): raise ValueError(f"{k} must be >= {1 if k == 'n_yaw' else 0}, got {getattr(self, k)}")
+        for k in ("iters_pose", "iters_shape", "iters_camera", "iters_select", "iters_polish", "min_valid_points", "n_yaw", "shape_starts"):
+            m = 1 if k in ("n_yaw", "shape_starts") else 0
+            if int(getattr(self, k)) < m: raise ValueError(f"{k} must be >= {m}, got {getattr(self, k)}")
         for k in ("lr", "huber_delta", "gm_sigma"):
             if not getattr(self, k) > 0: raise ValueError(f"{k} must be > 0, got {getattr(self, k)}")
 
 MULTISTART = tuple(START_POSTURES)  # every start posture: `FitConfig(pose_starts=MULTISTART)` reaches squats and raised arms
 SCORING_CONFIG = FitConfig(pose_starts=MULTISTART, optimizer_2d="lm", iters_select=60, iters_pose=30, pose_prior_weight=0.0)  # fixed-shape fits of single images (consistency scores): every start posture by batched Levenberg-Marquardt, the best polished; no pull towards standing
-STILL_CONFIG = FitConfig(pose_starts=MULTISTART, optimizer_2d="lm", iters_select=60, iters_pose=30, iters_shape=100, pose_prior_weight=0.0, shape_reg_weight=1e-5)  # `same_pose` references (one posture, several cameras): all start postures, Levenberg-Marquardt for pose and shape, weak priors (4 views pin the 3D keypoints)
+STILL_CONFIG = FitConfig(pose_starts=MULTISTART, optimizer_2d="lm", iters_select=60, shape_starts=6, iters_pose=90, iters_shape=100, iters_polish=100,
+                         pose_prior_weight=1e-4, pose_prior_parts=(("spine", 100.0), ("head", 100.0)), shape_reg_weight=1e-5)  # `same_pose` references (one posture, several cameras): every start posture through pose and shape by batched Levenberg-Marquardt, the best polished; the spine and neck held near natural (a free spine or neck bends to fake torso and neck proportions), the limbs almost free
 
 # %% ../nbs/30_fit.ipynb #5143c885
 class _AnnyKeypoints:
@@ -514,6 +524,7 @@ class _LMProblem:
         self.f, self.pp = K[self.imgs][:, [0, 1], [0, 1]], K[self.imgs][:, :2, 2]
         self.tgt, self.dg, self.wgt = tgt[self.imgs], dg[self.imgs], sw[self.imgs] / np.sqrt(n)  # the data term: mean over the images
         self.nat = S.nat.double().numpy()[self.free]
+        self.pw = np.sqrt(config.pose_prior_weight / len(self.free) * S.prior_scale.double().numpy())  # (n_free,) the prior's residual weights
         self.shape0 = S.shape0.double().numpy().reshape(-1)
         self.shape = np.asarray(shape, np.float64).reshape(-1)
         self.prep = None if ns else self.ch.prepare(self.shape_eff(self.shape))
@@ -546,7 +557,7 @@ class _LMProblem:
         rho2 = (d ** 2).sum(-1) + self.sigma ** 2
         s = self.wgt / np.sqrt(rho2)  # Geman-McClure as least squares: |r|^2 = w |d|^2 / (|d|^2 + sigma^2)
         wp = self.wpose[None, :, None]
-        rows_ = [(d * s[..., None]).reshape(B, -1), (np.sqrt(c.pose_prior_weight / nf) * wp * (pose[..., self.free] - self.nat)).reshape(B, -1)]
+        rows_ = [(d * s[..., None]).reshape(B, -1), (self.pw * wp * (pose[..., self.free] - self.nat)).reshape(B, -1)]
         am = self.S.angles if c.joint_limit_weight > 0 else None
         if am is not None:
             a, da = _angles_np(am, pose.reshape(B * G, -1), self.free if jac else None)
@@ -589,7 +600,7 @@ class _LMProblem:
         P = np.zeros((B, G, nf, nx))
         A = np.zeros((B, G, a.shape[-1], nx)) if am is not None else None
         for g in range(G):
-            P[:, g, :, ns + g * nf:ns + (g + 1) * nf] = np.sqrt(c.pose_prior_weight / nf) * self.wpose[g] * np.eye(nf)
+            P[:, g, :, ns + g * nf:ns + (g + 1) * nf] = self.wpose[g] * np.diag(self.pw)
             if am is not None:
                 ag = a[:, g]
                 A[:, g, :, ns + g * nf:ns + (g + 1) * nf] = (np.sqrt(c.joint_limit_weight) * self.wpose[g] * ((ag > hi).astype(float) - (ag < lo)) * drv / 10.0)[..., None] * da.reshape((B, G) + da.shape[1:])[:, g]
@@ -672,6 +683,9 @@ class _Sequence:
         self.idx = torch.as_tensor(idx)
         self.free = torch.as_tensor(free_dims(body, config))
         self.nat = torch.as_tensor(natural_pose(body), dtype=body.dtype)
+        fac = np.ones(body.n_pose)
+        for part, f in config.pose_prior_parts: fac[body.pose_layout.dims(part)] = f
+        self.prior_scale = torch.as_tensor(fac[self.free.numpy()], dtype=body.dtype)  # (n_free,) each free dim's factor on `pose_prior_weight`
         self.angles = _angle_map(body)
         self.shape0 = body.default_shape.detach().clone()
         self.bounded = isinstance(body, AnnyBody)  # anny's phenotype lives in [0, 1]
@@ -698,7 +712,7 @@ class _Sequence:
     def prior(self, pose: Tensor) -> Tensor:
         "(B,) pose prior (towards the natural pose, free dims) + joint-limit penalty."
         c = self.config
-        p = c.pose_prior_weight * (pose[:, self.free] - self.nat[self.free]).square().mean(-1)
+        p = c.pose_prior_weight * ((pose[:, self.free] - self.nat[self.free]).square() * self.prior_scale).mean(-1)
         if self.angles is not None and c.joint_limit_weight > 0: p = p + c.joint_limit_weight * self.angles.excess(pose)
         return p
 
@@ -975,12 +989,13 @@ _FACING = torch.tensor([[0., 1, 0], [0, 0, -1], [-1, 0, 0]])  # body (X forward,
 def deterministic_torch(seed: int = 0,  # torch's RNG seed inside the block (its state is restored afterwards)
                         threads: int = 1,  # intra-op threads inside the block
                         ):
-    "Single-threaded, deterministic torch inside a `with` block; the previous settings come back afterwards."
+    "Single-threaded, deterministic torch (and numpy's BLAS, through threadpoolctl) inside a `with` block; the previous settings come back afterwards."
+    from threadpoolctl import threadpool_limits
     n, det, warn = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), threadpool_limits(threads, user_api="blas"):  # BLAS threads on tiny batched solves: slower, and not bitwise reproducible
             torch.manual_seed(seed)
             yield
     finally:
@@ -1117,6 +1132,7 @@ def fit_images_2d(kp2d: np.ndarray,  # (N, J, 2) keypoints of one person in N im
                 for pb.sigma in GNC_SIGMAS + (config.gm_sigma,):  # graduated non-convexity: wide basins first, then the fit's own robust scale
                     X0, fx = _lm_batch(pb, X0, -(-config.iters_select // (len(GNC_SIGMAS) + 1)), hist["select"])
                 kg[g] = b = int(np.argmin(fx))
+                sel = X0, fx  # every start's result (`shape_starts`)
                 free[g], go[im], tr[im] = X0[b, :nf], X0[b, nf:nf + 3 * len(im)].reshape(-1, 3), X0[b, nf + 3 * len(im):].reshape(-1, 3)
             t_ = lambda x: torch.as_tensor(x, dtype=dt).requires_grad_()
             base, free, go, tr = P0[kg], t_(free), t_(go), t_(tr)
@@ -1145,7 +1161,17 @@ def fit_images_2d(kp2d: np.ndarray,  # (N, J, 2) keypoints of one person in N im
             return per.sum() / N + (S.shape_reg(z) if z.requires_grad else 0.0), per
         hist["pose"] = []
         use_floor[0] = floor_term is not None and shape is not None  # a given shape: the floor holds from the pose stage on
-        if config.optimizer_2d == "lm":  # Levenberg-Marquardt with exact Jacobians (`_LMProblem`): each pose group with its images' cameras
+        ms = min(config.shape_starts, Ks) if shape is None and config.iters_shape > 0 and shared and G == 1 and Ks > 1 and config.optimizer_2d == "lm" else 1
+        if ms > 1:  # the best `ms` start postures through the pose and the shape stage, batched; the lowest objective wins
+            top, ns = np.argsort(sel[1])[:ms], z0.shape[1]
+            Xp, _ = _lm_batch(problem(P0n[top], np.arange(N)), sel[0][top], config.iters_pose, hist["pose"])
+            use_floor[0], hist["shape"] = floor_term is not None, []
+            Xj, fj = _lm_batch(problem(P0n[top], np.arange(N), ns, gid), np.concatenate([np.repeat(a64(z0), ms, 0), Xp], 1), config.iters_shape, hist["shape"])
+            b = int(np.argmin(fj))
+            x = _lm(problem(P0n[top[b]], np.arange(N), ns, gid), Xj[b], config.iters_polish, hist["shape"]) if config.iters_polish else Xj[b]
+            base, z, o = P0[top[b]:top[b] + 1], torch.as_tensor(x[None, :ns], dtype=dt), ns + nf
+            free, go, tr = (torch.as_tensor(a, dtype=dt).requires_grad_() for a in (x[ns:o].reshape(1, nf), x[o:o + 3 * N].reshape(N, 3), x[o + 3 * N:].reshape(N, 3)))
+        elif config.optimizer_2d == "lm":  # Levenberg-Marquardt with exact Jacobians (`_LMProblem`): each pose group with its images' cameras
             fr, g_, t_ = a64(free).copy(), a64(go).copy(), a64(tr).copy()
             for g in live:
                 im = members[g]
@@ -1154,8 +1180,8 @@ def fit_images_2d(kp2d: np.ndarray,  # (N, J, 2) keypoints of one person in N im
             free, go, tr = (torch.as_tensor(a, dtype=dt).requires_grad_() for a in (fr, g_, t_))
         else: opt2d([free, go, tr], lambda: objective(z0), config.iters_pose, config.lr, G == N, hist["pose"])
         use_floor[0] = floor_term is not None
-        z = z0.clone().requires_grad_(shape is None)
-        if shape is None and config.iters_shape > 0:
+        if ms == 1: z = z0.clone().requires_grad_(shape is None)
+        if shape is None and config.iters_shape > 0 and ms == 1:
             hist["shape"] = []
             if shared and config.optimizer_2d == "lm":  # a small joint problem (shape, the groups' poses, N cameras): Levenberg-Marquardt on all of it
                 ns = z.shape[1]
