@@ -55,14 +55,16 @@ class FitConfig:
     freeze: tuple[str, ...] = ("hands", "jaw", "eyes", "toes", "secondary")  # dim groups kept at their initial values (`DIM_GROUPS`)
     freeze_lower_body: bool = False  # also keep the lower-body dims (`lower_body_dims`) at their initial values
     n_yaw: int = 8  # 2D: start headings tried per image (evenly spaced about the vertical)
-    optimizer_2d: str = "adam"  # 2D fit's optimiser: 'adam', 'lbfgs' (one image: ~5x lower error at equal steps, ~1.5x the time) or 'lm' (pose stage by Levenberg-Marquardt per image, `iters_pose` residual evaluations; other stages L-BFGS); the 3D fit always uses Adam
+    optimizer_2d: str = "adam"  # 2D fit's optimiser: 'adam', 'lbfgs' (one image: ~5x lower error at equal steps, ~1.5x the time) or 'lm' (start selection, pose stage and shared-shape stage by Levenberg-Marquardt with exact Jacobians; the pose stage `iters_pose` steps per pose group; the rigid stage stays L-BFGS); the 3D fit always uses Adam
     bad_error: float = 0.05  # 3D: a frame whose weighted mean joint error exceeds this (metres) is 'bad'
     bad_norm_error: float = 0.05  # 2D: an image whose reprojection error / bbox diagonal exceeds this is 'bad'
     floor_weight: float = 0.1  # 2D with `floor=`: cost of the lowest foot keypoint 2 cm off the floor
     pose_starts: tuple[str, ...] = ("natural",)  # 2D: start postures (`START_POSTURES`) tried per image; several: each gets `iters_select` pose steps, the best goes on (anny only)
     iters_select: int = 20  # 2D with several `pose_starts`: Adam pose steps every start gets before each image keeps its best
+    select_keep: int = 0  # 2D 'lm' with several `pose_starts`: after the widest Geman-McClure level only this many best starts go on (0: all; never fewer than `shape_starts`)
     shape_starts: int = 1  # 2D, shared shape, one pose for all images, 'lm': the pose and shape stages run from this many of the best start postures at once (`_lm_batch`, `iters_pose` and `iters_shape` steps); the lowest objective wins
     iters_polish: int = 0  # with `shape_starts` > 1: MINPACK residual evaluations on the winner afterwards (at least its number of unknowns + 1)
+    lm_damping_floor: float = 0.01  # 'lm': the batched Levenberg-Marquardt damps each unknown by its diagonal of J^T J, floored at this fraction of the largest (0: Marquardt's plain scaling, which stalls on unknowns the keypoints barely see)
     seed: int = 0  # the fits draw no random numbers; torch's RNG is seeded with this inside the call (state restored) all the same
 
     def __post_init__(self):
@@ -80,15 +82,16 @@ class FitConfig:
         object.__setattr__(self, "pose_starts", (self.pose_starts,) if isinstance(self.pose_starts, str) else tuple(self.pose_starts))
         bad = [p for p in self.pose_starts if p not in START_POSTURES]
         if bad or not self.pose_starts: raise ValueError(f"pose_starts: unknown or no start postures {bad or '()'}; known: {', '.join(START_POSTURES)}")
-        for k in ("iters_pose", "iters_shape", "iters_camera", "iters_select", "iters_polish", "min_valid_points", "n_yaw", "shape_starts"):
+        for k in ("iters_pose", "iters_shape", "iters_camera", "iters_select", "select_keep", "iters_polish", "min_valid_points", "n_yaw", "shape_starts"):
             m = 1 if k in ("n_yaw", "shape_starts") else 0
             if int(getattr(self, k)) < m: raise ValueError(f"{k} must be >= {m}, got {getattr(self, k)}")
         for k in ("lr", "huber_delta", "gm_sigma"):
             if not getattr(self, k) > 0: raise ValueError(f"{k} must be > 0, got {getattr(self, k)}")
+        if not 0 <= self.lm_damping_floor <= 1: raise ValueError(f"lm_damping_floor must be in [0, 1], got {self.lm_damping_floor}")
 
 MULTISTART = tuple(START_POSTURES)  # every start posture: `FitConfig(pose_starts=MULTISTART)` reaches squats and raised arms
-SCORING_CONFIG = FitConfig(pose_starts=MULTISTART, optimizer_2d="lm", iters_select=60, iters_pose=30, pose_prior_weight=0.0)  # fixed-shape fits of single images (consistency scores): every start posture by batched Levenberg-Marquardt, the best polished; no pull towards standing
-STILL_CONFIG = FitConfig(pose_starts=MULTISTART, optimizer_2d="lm", iters_select=60, shape_starts=6, iters_pose=90, iters_shape=100, iters_polish=100,
+SCORING_CONFIG = FitConfig(pose_starts=MULTISTART, optimizer_2d="lm", iters_camera=20, iters_select=60, select_keep=2, iters_pose=15, pose_prior_weight=0.0)  # fixed-shape fits of single images (consistency scores): a short rigid stage, every start posture by batched Levenberg-Marquardt, the best two on through the narrower robust scales, the best polished; no pull towards standing
+STILL_CONFIG = FitConfig(pose_starts=MULTISTART, optimizer_2d="lm", iters_select=60, shape_starts=6, iters_pose=30, iters_shape=40, iters_polish=40,
                          pose_prior_weight=1e-4, pose_prior_parts=(("spine", 100.0), ("head", 100.0)), shape_reg_weight=1e-5)  # `same_pose` references (one posture, several cameras): every start posture through pose and shape by batched Levenberg-Marquardt, the best polished; the spine and neck held near natural (a free spine or neck bends to fake torso and neck proportions), the limbs almost free
 
 # %% ../nbs/30_fit.ipynb #5143c885
@@ -348,18 +351,20 @@ OPTIMIZERS = {"adam": _adam, "lbfgs": _lbfgs}  # name -> fn(params, objective, i
 # %% ../nbs/30_fit.ipynb #905fa19d
 def _hat(v: np.ndarray) -> np.ndarray:
     "(..., 3) -> (..., 3, 3) cross-product matrices: `_hat(a) @ b == np.cross(a, b)`."
-    x, y, z = np.moveaxis(v, -1, 0)
-    o = np.zeros_like(x)
-    return np.stack([o, -z, y, z, o, -x, -y, x, o], -1).reshape(v.shape + (3,))
+    K = np.zeros(v.shape + (3,))
+    K[..., 2, 1], K[..., 0, 2], K[..., 1, 0] = v[..., 0], v[..., 1], v[..., 2]
+    K[..., 1, 2], K[..., 2, 0], K[..., 0, 1] = -v[..., 0], -v[..., 1], -v[..., 2]
+    return K
 
 def _so3(r: np.ndarray, kind: str) -> np.ndarray:
-    "(..., 3) rotation vectors -> (..., 3, 3): 'R' the rotation (Rodrigues), 'Jr' SO(3)'s right Jacobian, 'Jr_inv' its inverse."
-    th = np.linalg.norm(r, axis=-1)[..., None, None]
+    "(..., 3) rotation vectors -> (..., 3, 3): 'R' the rotation (scipy's Rodrigues), 'Jr' SO(3)'s right Jacobian, 'Jr_inv' its inverse."
+    from scipy.spatial.transform import Rotation
+    if kind == "R": return Rotation.from_rotvec(r.reshape(-1, 3)).as_matrix().reshape(r.shape + (3,))
+    th = np.sqrt((r * r).sum(-1))[..., None, None]
     K = _hat(r)
     small = th < 1e-4
     t = np.where(small, 1.0, th)
-    if kind == "R": a, b = np.sinc(th / np.pi), 0.5 * np.sinc(th / (2 * np.pi)) ** 2
-    elif kind == "Jr": a, b = -np.where(small, 0.5 - th ** 2 / 24, (1 - np.cos(t)) / t ** 2), np.where(small, 1 / 6 - th ** 2 / 120, (t - np.sin(t)) / t ** 3)
+    if kind == "Jr": a, b = -np.where(small, 0.5 - th ** 2 / 24, (1 - np.cos(t)) / t ** 2), np.where(small, 1 / 6 - th ** 2 / 120, (t - np.sin(t)) / t ** 3)
     elif kind == "Jr_inv": a, b = 0.5, np.where(small, 1 / 12 + th ** 2 / 720, 1 / t ** 2 - (1 + np.cos(t)) / (2 * t * np.sin(t)))
     else: raise ValueError(f"kind must be 'R', 'Jr' or 'Jr_inv', got {kind!r}")
     return np.eye(3) + a * K + b * (K @ K)
@@ -491,16 +496,17 @@ def _angles_np(am: _AngleMap, pose: np.ndarray,  # (B, P) rotation vectors
     if not hasattr(am, "_np"):
         f = lambda x: x.detach().double().cpu().numpy()
         am._np = am.dims.numpy(), f(am.C), f(am.Nt), f(am.pinv), f(am.lo), f(am.hi), am.driven.numpy()
+        am._qN = Rotation.from_matrix(am._np[2]).as_quat()  # (nb, 4) the bones' neutral frames as quaternions
     dims, C, Nt, pinv = am._np[:4]
     B = len(pose)
     r = pose[:, dims].reshape(B, -1, 3)
-    phi = Rotation.from_matrix((_so3(r, "R") @ Nt).reshape(-1, 3, 3)).as_rotvec().reshape(r.shape)
+    phi = (Rotation.from_rotvec(r.reshape(-1, 3)) * Rotation.from_quat(np.tile(am._qN, (B, 1)))).as_rotvec().reshape(r.shape)  # log(R(r) Nt) by quaternions (6x faster than from_matrix)
     a = (C @ phi[..., None]).reshape(B, -1) @ pinv
     if free is None: return a, None
     dD = C @ _so3(phi, "Jr_inv") @ Nt.swapaxes(-1, -2) @ _so3(r, "Jr")  # (B, nb, 3, 3): d (C log(R(r) Nt)) / d r, per driven bone
-    Jd = np.zeros((B, len(dims), pose.shape[1]))
-    for b in range(dD.shape[1]): Jd[:, 3 * b:3 * b + 3, dims[3 * b:3 * b + 3]] = dD[:, b]
-    return a, pinv.T @ Jd[..., free]
+    Jd = np.zeros((B, len(pinv.T), pose.shape[1]))
+    Jd[..., dims] = np.einsum("anj,bnjk->bank", pinv.T.reshape(len(pinv.T), -1, 3), dD).reshape(B, len(pinv.T), -1)  # each bone's block, through the pseudo-inverse
+    return a, Jd[..., free]
 
 class _LMProblem:
     "One Levenberg-Marquardt problem of `fit_images_2d` (or a batch of starts of it): residuals and their exact Jacobian, float64 numpy. Unknowns: (the shape,) each pose group's free pose dims, each image's orientation, each image's translation."
@@ -640,15 +646,17 @@ def _lm_batch(problem,  # x (B, n) -> residuals (B, m); problem(x, True) -> (res
               x0: np.ndarray,  # (B, n) starts of B independent problems
               iters: int,  # steps (one batched residual + Jacobian evaluation each)
               history: list,  # appended: the lowest sum of squares after each step
+              floor: float = 0.01,  # the damping of each unknown, diag(J^T J), is at least this fraction of its largest (`FitConfig.lm_damping_floor`)
               ) -> tuple[np.ndarray, np.ndarray]:  # (B, n) the best point of each, (B,) its sum of squares
-    "Levenberg-Marquardt (Marquardt's diagonal scaling) on a batch of small problems at once, each with its own damping; scipy's is one problem at a time."
+    "Levenberg-Marquardt on a batch of small problems at once, each with its own damping; scipy's is one problem at a time. Marquardt's diagonal scaling, floored."
     x = np.array(x0, np.float64)
     r, J = problem(x, True)
     f, lam, n = (r ** 2).sum(-1), np.full(len(x), 1e-3), x.shape[1]
     act = np.arange(len(x))  # the problems still iterated
     for it in range(iters):
         A, g = J[act].swapaxes(1, 2) @ J[act], (J[act].swapaxes(1, 2) @ r[act, :, None])[..., 0]
-        D = np.maximum(np.diagonal(A, axis1=1, axis2=2), 1e-9)
+        d = np.diagonal(A, axis1=1, axis2=2)
+        D = np.maximum(d, np.maximum(floor * d.max(1, keepdims=True), 1e-9))  # a barely seen unknown (a twist no keypoint shows) is damped like a seen one, not left to take wild steps
         xt = x[act] - np.linalg.solve(A + lam[act, None, None] * D[:, None] * np.eye(n), g[..., None])[..., 0]
         rt, Jt = problem(xt, True, act)
         ft = (rt ** 2).sum(-1)
@@ -1128,13 +1136,17 @@ def fit_images_2d(kp2d: np.ndarray,  # (N, J, 2) keypoints of one person in N im
             for g in live:
                 im = members[g]
                 X0 = np.concatenate([P0n[:, S.free.numpy()], g0[im].transpose(1, 0, 2).reshape(Ks, -1), t0[im].transpose(1, 0, 2).reshape(Ks, -1)], 1)
-                pb = problem(P0n, im)
-                for pb.sigma in GNC_SIGMAS + (config.gm_sigma,):  # graduated non-convexity: wide basins first, then the fit's own robust scale
-                    X0, fx = _lm_batch(pb, X0, -(-config.iters_select // (len(GNC_SIGMAS) + 1)), hist["select"])
-                kg[g] = b = int(np.argmin(fx))
-                sel = X0, fx  # every start's result (`shape_starts`)
+                pb, ix = problem(P0n, im), np.arange(Ks)  # ix: the starts still going
+                for lv, pb.sigma in enumerate(GNC_SIGMAS + (config.gm_sigma,)):  # graduated non-convexity: wide basins first, then the fit's own robust scale
+                    X0, fx = _lm_batch(pb, X0, -(-config.iters_select // (len(GNC_SIGMAS) + 1)), hist["select"], config.lm_damping_floor)
+                    if lv == 0 and config.select_keep and max(config.select_keep, config.shape_starts) < len(ix):  # only the best few go on
+                        k = np.argsort(fx)[:max(config.select_keep, config.shape_starts)]
+                        ix, X0, fx, pb.base = ix[k], X0[k], fx[k], pb.base[k]
+                b = int(np.argmin(fx))
+                kg[g] = ix[b]
+                sel = X0, fx, ix  # the results of the starts that went on, and which starts they are (`shape_starts`)
                 free[g], go[im], tr[im] = X0[b, :nf], X0[b, nf:nf + 3 * len(im)].reshape(-1, 3), X0[b, nf + 3 * len(im):].reshape(-1, 3)
-            t_ = lambda x: torch.as_tensor(x, dtype=dt).requires_grad_()
+            t_ = lambda x: torch.as_tensor(x, dtype=torch.float64).requires_grad_()  # float64 on to the next LM stage: a float32 round trip can step over a joint angle's branch cut (arms overhead)
             base, free, go, tr = P0[kg], t_(free), t_(go), t_(tr)
         elif Ks > 1:  # a short pose fit from every start posture; each pose group keeps its best
             rows = torch.arange(N).repeat_interleave(Ks)
@@ -1163,21 +1175,22 @@ def fit_images_2d(kp2d: np.ndarray,  # (N, J, 2) keypoints of one person in N im
         use_floor[0] = floor_term is not None and shape is not None  # a given shape: the floor holds from the pose stage on
         ms = min(config.shape_starts, Ks) if shape is None and config.iters_shape > 0 and shared and G == 1 and Ks > 1 and config.optimizer_2d == "lm" else 1
         if ms > 1:  # the best `ms` start postures through the pose and the shape stage, batched; the lowest objective wins
-            top, ns = np.argsort(sel[1])[:ms], z0.shape[1]
-            Xp, _ = _lm_batch(problem(P0n[top], np.arange(N)), sel[0][top], config.iters_pose, hist["pose"])
+            best, ns = np.argsort(sel[1])[:ms], z0.shape[1]
+            top = sel[2][best]  # which start postures
+            Xp, _ = _lm_batch(problem(P0n[top], np.arange(N)), sel[0][best], config.iters_pose, hist["pose"], config.lm_damping_floor)
             use_floor[0], hist["shape"] = floor_term is not None, []
-            Xj, fj = _lm_batch(problem(P0n[top], np.arange(N), ns, gid), np.concatenate([np.repeat(a64(z0), ms, 0), Xp], 1), config.iters_shape, hist["shape"])
+            Xj, fj = _lm_batch(problem(P0n[top], np.arange(N), ns, gid), np.concatenate([np.repeat(a64(z0), ms, 0), Xp], 1), config.iters_shape, hist["shape"], config.lm_damping_floor)
             b = int(np.argmin(fj))
             x = _lm(problem(P0n[top[b]], np.arange(N), ns, gid), Xj[b], config.iters_polish, hist["shape"]) if config.iters_polish else Xj[b]
             base, z, o = P0[top[b]:top[b] + 1], torch.as_tensor(x[None, :ns], dtype=dt), ns + nf
             free, go, tr = (torch.as_tensor(a, dtype=dt).requires_grad_() for a in (x[ns:o].reshape(1, nf), x[o:o + 3 * N].reshape(N, 3), x[o + 3 * N:].reshape(N, 3)))
-        elif config.optimizer_2d == "lm":  # Levenberg-Marquardt with exact Jacobians (`_LMProblem`): each pose group with its images' cameras
+        elif config.optimizer_2d == "lm":  # Levenberg-Marquardt with exact Jacobians (`_LMProblem`): each pose group with its images' cameras, `iters_pose` steps
             fr, g_, t_ = a64(free).copy(), a64(go).copy(), a64(tr).copy()
             for g in live:
                 im = members[g]
-                x = _lm(problem(a64(base)[g], im), np.concatenate([fr[g], g_[im].ravel(), t_[im].ravel()]), config.iters_pose, hist["pose"])
+                x = _lm_batch(problem(a64(base)[g], im), np.concatenate([fr[g], g_[im].ravel(), t_[im].ravel()])[None], config.iters_pose, hist["pose"], config.lm_damping_floor)[0][0]
                 fr[g], g_[im], t_[im] = x[:nf], x[nf:nf + 3 * len(im)].reshape(-1, 3), x[nf + 3 * len(im):].reshape(-1, 3)
-            free, go, tr = (torch.as_tensor(a, dtype=dt).requires_grad_() for a in (fr, g_, t_))
+            free, go, tr = (torch.as_tensor(a, dtype=torch.float64).requires_grad_() for a in (fr, g_, t_))
         else: opt2d([free, go, tr], lambda: objective(z0), config.iters_pose, config.lr, G == N, hist["pose"])
         use_floor[0] = floor_term is not None
         if ms == 1: z = z0.clone().requires_grad_(shape is None)
@@ -1189,9 +1202,11 @@ def fit_images_2d(kp2d: np.ndarray,  # (N, J, 2) keypoints of one person in N im
                 z = torch.as_tensor(x[None, :ns], dtype=dt).requires_grad_()
                 o = ns + G * nf
                 free, go, tr = (torch.as_tensor(a, dtype=dt).requires_grad_() for a in (x[ns:o].reshape(G, nf), x[o:o + 3 * N].reshape(N, 3), x[o + 3 * N:].reshape(N, 3)))
-            else: opt2d([z, free, go, tr], lambda: objective(z), config.iters_shape, config.lr, False, hist["shape"])
+            else:
+                free, go, tr = (t.detach().to(dt).requires_grad_() for t in (free, go, tr))
+                opt2d([z, free, go, tr], lambda: objective(z), config.iters_shape, config.lr, False, hist["shape"])
         with torch.no_grad():  # recomputed on the returned parameters (seed bug B3)
-            z, pose, go, tr = z.detach(), S.pose(base, free)[pr], go.detach(), tr.detach()
+            z, pose, go, tr = z.detach(), S.pose(base, free.detach().to(dt))[pr], go.detach().to(dt), tr.detach().to(dt)
             d, uv = data(S.body_keypoints(z, pose)[:, S.idx], go, tr, ids)
             loss = d + S.prior(pose)
             z = S.shape_eff(z)
