@@ -646,7 +646,7 @@ def _lm_batch(problem,  # x (B, n) -> residuals (B, m); problem(x, True) -> (res
               x0: np.ndarray,  # (B, n) starts of B independent problems
               iters: int,  # steps (one batched residual + Jacobian evaluation each)
               history: list,  # appended: the lowest sum of squares after each step
-              floor: float = 0.01,  # the damping of each unknown, diag(J^T J), is at least this fraction of its largest (`FitConfig.lm_damping_floor`)
+              floor: float = FitConfig.lm_damping_floor,  # the damping of each unknown, diag(J^T J), is at least this fraction of its largest
               ) -> tuple[np.ndarray, np.ndarray]:  # (B, n) the best point of each, (B,) its sum of squares
     "Levenberg-Marquardt on a batch of small problems at once, each with its own damping; scipy's is one problem at a time. Marquardt's diagonal scaling, floored."
     x = np.array(x0, np.float64)
