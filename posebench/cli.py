@@ -77,7 +77,7 @@ def _stage_report(s: dict) -> list[str]:
     L = []
     if d := s.get("depth_refiner"):
         a = d.get("overall", d)
-        L.append(f"depth refiner (camera 1, {a.get('frames', '?')} observed frames): depth error {a.get('depth_before_cm', float('nan')):.1f} -> "
+        L.append(f"depth refiner (camera 1, {a.get('frames', '?')} observed frames{', per frame then over time' if a.get('temporal') else ''}): depth error {a.get('depth_before_cm', float('nan')):.1f} -> "
                  f"{a.get('depth_after_cm', float('nan')):.1f} cm, MPJPE {a.get('mpjpe_before_cm', float('nan')):.1f} -> {a.get('mpjpe_after_cm', float('nan')):.1f} cm (root-relative)")
     if m := s.get("multiview"):
         L.append(f"multiview: triangulation MPJPE {m.get('triangulation_mpjpe_mm')} mm, reprojection median {m.get('reproj_median_px')} px, "
@@ -242,7 +242,7 @@ from .identity import fit_reference_command, score_command, list_command
 from .service import serve_command
 from .run import run_command
 from .depthdata import generate_depth_command
-from .depthrefine import train_depth_command
+from .depthrefine import train_depth_command, train_temporal_command
 from .jointrefine import train_joint_command
 
 app.command("multiview")(multiview_command)
@@ -261,6 +261,7 @@ app.add_typer(data_app, name="data")
 
 train_app = typer.Typer(help="Train posebench's small networks (CPU by default; the checkpoints in models/ were made this way).", no_args_is_help=True)
 train_app.command("depth")(train_depth_command)
+train_app.command("depth-temporal")(train_temporal_command)
 train_app.command("joints")(train_joint_command)
 app.add_typer(train_app, name="train")
 
