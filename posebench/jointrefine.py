@@ -388,7 +388,7 @@ def depthdata_pairs(folder: str | Path,  # a folder of `shard_*.npz` (`posebench
                     angles_fn: Callable | None = None,  # None: `posebench.angles.joint_angles`
                     max_pairs: int | None = None,  # read shards until this many pairs
                     joints: Sequence[str] = JOINTS,  # joint order
-                    refine=None,  # stage 1 first: a `posebench.depthrefine.DepthRefiner` (`refine_arrays` on the shard's corrupted 3D, 2D and visibility); None: the raw corrupted keypoints
+                    refine=None,  # stage 1 first: a `posebench.depthrefine.DepthRefiner` (`refine_arrays` on the shard's corrupted 3D, 2D and visibility, each clip's camera as a track); None: the raw corrupted keypoints
                     ) -> AnglePairs:
     "Angle pairs from the depth refiner's shards (detector, or detector + depth refiner, vs ground truth; frames where the detector found the person: `ok`)."
     from posebench.core import convert_keypoints
@@ -404,10 +404,12 @@ def depthdata_pairs(folder: str | Path,  # a folder of `shard_*.npz` (`posebench
             c, g, mo, view = z["corrupted"][ok], z["ground_truth"][ok], z["motion"][ok], z["view"][ok]
             if refine is not None:
                 if "pose_2d" not in z.files: raise ValueError(f"{f}: no `pose_2d` field, which the depth refiner reads; regenerate the shards with `posebench.depthdata`")
-                p2, vis = z["pose_2d"][ok], z["visibility"][ok] if "visibility" in z.files else None
+                p2, vis = z["pose_2d"], z["visibility"] if "visibility" in z.files else None
+                c_all = np.where(ok[:, None, None], z["corrupted"], np.nan)  # failures stay in place: the time axis is kept
+                seg = z["clip"].astype(np.int64) * 1000 + z["view"]  # each clip's camera is a track, its frames in order
         skipped += int((~ok).sum())
         if not len(c): continue
-        if refine is not None: c = refine.refine_arrays(c, p2, vis).kp3d  # NaN where the 2D joint is missing
+        if refine is not None: c = refine.refine_arrays(c_all, p2, vis, segments=seg).kp3d[ok]  # NaN where the 2D joint is missing
         ang = lambda kp: angles_fn(camera_to_world(convert_keypoints(kp, None, "coco17", "coco23")[0]), kpset="coco23", unwrap=False)
         a, b = ang(c), ang(g)
         x, y = _ordered(a, joints), _ordered(b, joints)
