@@ -254,6 +254,21 @@ def _val_split(pairs: dict[str, np.ndarray], seed: int, val_fraction: float) -> 
     val_clips = rng.choice(clips, max(1, int(round(val_fraction * len(clips)))), replace=False) if len(clips) > 1 else clips[:0]
     return np.isin(clip_id, val_clips)
 
+def _train_setup(data_dir, seed: int, val_fraction: float, max_pairs: int | None, device: str, amp: bool | None, threads: int | None):
+    "What both trainers do first: threads, bf16 autocast check, torch seed, the pairs and their validation clips. Returns amp, pairs, is_val."
+    from posebench.depthdata import default_data_dir, load_pairs
+    if threads: torch.set_num_threads(threads)
+    if amp is None: amp = device.startswith("cuda")
+    if amp and not device.startswith("cuda"): raise ValueError("amp (bf16 autocast) is for CUDA; on CPU pass amp=False")
+    torch.manual_seed(seed)
+    pairs = load_pairs(data_dir if data_dir is not None else default_data_dir("train"), max_pairs)
+    return amp, pairs, _val_split(pairs, seed, val_fraction)
+
+def _optimiser(model: nn.Module, lr: float, steps: int):
+    "AdamW with a one-cycle cosine schedule over `steps`."
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    return opt, torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=max(steps, 1), pct_start=0.1)
+
 def train_depth_refiner(data_dir: str | Path | Sequence[str | Path] | None = None,  # shard folder(s) of `posebench.depthdata`; None: the default train split
                         out: str | Path = "models/depth_refiner.pt",  # checkpoint to write (the best validation epoch)
                         epochs: int = 20,  # passes over the training pairs
@@ -271,21 +286,13 @@ def train_depth_refiner(data_dir: str | Path | Sequence[str | Path] | None = Non
                         ) -> TrainResult:
     "Train `PoseAwareDepthRefiner` on depth pairs; keeps the epoch with the lowest validation depth error."
     from tqdm.auto import tqdm
-    from posebench.depthdata import default_data_dir, load_pairs
     t0 = time.time()
-    if threads: torch.set_num_threads(threads)
-    if amp is None: amp = device.startswith("cuda")
-    if amp and not device.startswith("cuda"): raise ValueError("amp (bf16 autocast) is for CUDA; on CPU pass amp=False")
-    torch.manual_seed(seed)
-    pairs = load_pairs(data_dir if data_dir is not None else default_data_dir("train"), max_pairs)
-    is_val = _val_split(pairs, seed, val_fraction)
+    amp, pairs, is_val = _train_setup(data_dir, seed, val_fraction, max_pairs, device, amp, threads)
     sub = lambda m: {k: v[m] for k, v in pairs.items()}
     tr, va = DepthPairDataset(sub(~is_val)), DepthPairDataset(sub(is_val), augment=False)
     if len(tr) == 0: raise ValueError(f"{data_dir}: no usable training pairs (all {tr.n_failed} detector failures)")
     model = PoseAwareDepthRefiner(cfg).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * math.ceil(len(tr) / batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=max(steps, 1), pct_start=0.1)
+    opt, sched = _optimiser(model, lr, epochs * math.ceil(len(tr) / batch_size))
     g = torch.Generator().manual_seed(seed)
     out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
     hist, best = [], math.inf
@@ -587,16 +594,10 @@ def train_temporal_refiner(data_dir: str | Path | Sequence[str | Path] | None = 
                            ) -> TrainResult:
     "Train `TemporalDepthRefiner` on the per-frame stage's outputs over clips; keeps the epoch with the lowest validation depth error."
     from tqdm.auto import tqdm
-    from posebench.depthdata import default_data_dir, load_pairs
     t0 = time.time()
-    if threads: torch.set_num_threads(threads)
-    if amp is None: amp = device.startswith("cuda")
-    if amp and not device.startswith("cuda"): raise ValueError("amp (bf16 autocast) is for CUDA; on CPU pass amp=False")
     stage1 = Path(stage1) if stage1 is not None else default_checkpoint()
-    s1 = DepthRefiner.load(stage1, temporal=False).model.cpu()
-    torch.manual_seed(seed)
-    pairs = load_pairs(data_dir if data_dir is not None else default_data_dir("train"), max_pairs)
-    is_val = _val_split(pairs, seed, val_fraction)
+    s1 = DepthRefiner.load(stage1, temporal=False).model.cpu()  # before the seed: its construction draws from torch's generator
+    amp, pairs, is_val = _train_setup(data_dir, seed, val_fraction, max_pairs, device, amp, threads)
     ok = np.asarray(pairs["ok"], bool) & np.isfinite(pairs["ground_truth"]).all((1, 2))
     x = prepare_inputs(pairs["corrupted"], pairs["pose_2d"], pairs["visibility"])
     x.mask *= torch.as_tensor(ok[:, None], dtype=torch.float32)  # detector failures: no joint, not attended to, not scored
@@ -612,8 +613,7 @@ def train_temporal_refiner(data_dir: str | Path | Sequence[str | Path] | None = 
     if len(tr) == 0: raise ValueError(f"{data_dir}: no training clips")
     W = min(cfg.window, win.shape[1])
     model = TemporalDepthRefiner(cfg).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=max(epochs * math.ceil(len(tr) / batch_size), 1), pct_start=0.1)
+    opt, sched = _optimiser(model, lr, epochs * math.ceil(len(tr) / batch_size))
     g = torch.Generator().manual_seed(seed)
 
     def gather(idx, flip):  # (B, L) pair indices, (B,) bool mirrored -> tensors (B, L, ...)
