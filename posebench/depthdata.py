@@ -13,9 +13,9 @@ from .core import COCO17, COCO23, cache_dir
 from .viewfeat import camera_view_angles, torso_view_angle
 
 # %% auto #0
-__all__ = ['TRAIN_MOTIONS', 'HELDOUT_MOTIONS', 'PAIR_FIELDS', 'DepthDataConfig', 'split_config', 'render_clip',
-           'default_data_dir', 'shard_path', 'generate_shard', 'generate_pairs', 'load_pairs', 'generate_depth_command',
-           'detector_error_table']
+__all__ = ['TRAIN_MOTIONS', 'HELDOUT_MOTIONS', 'SHARD_FORMAT', 'PAIR_FIELDS', 'FOOT_FIELDS', 'DepthDataConfig', 'split_config',
+           'render_clip', 'default_data_dir', 'shard_path', 'generate_shard', 'generate_pairs', 'load_pairs',
+           'generate_depth_command', 'detector_error_table']
 
 # %% ../nbs/24_depthdata.ipynb #c6a887b5
 TRAIN_MOTIONS = ("walk", "run", "squat", "jumping_jack", "arm_raise", "turn", "snowboard")
@@ -90,7 +90,7 @@ def _empty(n: int) -> dict[str, np.ndarray]:
                 pose_2d=f(17, 2), gt_2d=f(17, 2), gt_visible=np.zeros((n, 17), bool), azimuth=f(), elevation=f(),
                 camera_relative=f(3), cam_R=f(3, 3), torso_angle=f(), focal=f(), det_score=np.zeros(n, np.float32),
                 motion=np.zeros(n, np.int16), clip=np.zeros(n, np.int16), view=np.zeros(n, np.int16), frame=np.zeros(n, np.int16),
-                shape=f(6))
+                shape=f(6), feet_3d=f(6, 3), feet_2d=f(6, 2), feet_vis=np.zeros((n, 6), np.float32), gt_feet=f(6, 3), gt_feet_2d=f(6, 2))
 
 def render_clip(cfg: DepthDataConfig,  # split configuration
                 motion: str,  # a motion name
@@ -120,8 +120,8 @@ def render_clip(cfg: DepthDataConfig,  # split configuration
             i = v * T + t
             res = renderer.render(cam, [(V[t], pl.faces, pl.vertex_colours[0])])
             gt_c = cam.world_to_camera(K[t])
-            d["ground_truth"][i] = (gt_c - gt_c[_HIPS].mean(0))[:17]
-            d["gt_2d"][i] = cam.project(K[t])[:17]
+            rel, px = gt_c - gt_c[_HIPS].mean(0), cam.project(K[t])
+            d["ground_truth"][i], d["gt_feet"][i], d["gt_2d"][i], d["gt_feet_2d"][i] = rel[:17], rel[17:23], px[:17], px[17:23]
             d["gt_visible"][i] = keypoint_visibility(cam, K[t][None], res.depth, res.person_id)[0, :17]
             va = camera_view_angles(-cam.R.T @ cam.t, K[t])
             d["azimuth"][i], d["elevation"][i], d["camera_relative"][i] = va.azimuth, va.elevation, va.camera_relative
@@ -132,13 +132,15 @@ def render_clip(cfg: DepthDataConfig,  # split configuration
             gt_box = np.r_[np.nanmin(d["gt_2d"][i], 0), np.nanmax(d["gt_2d"][i], 0)]
             best = min(dets, key=lambda x: np.abs(x.bbox - gt_box).sum())  # the person (a false positive elsewhere is ignored)
             d["ok"][i], d["det_score"][i] = True, best.score
-            k3 = best.kp3d[:17]
-            d["corrupted"][i] = k3 - k3[[COCO17.index("left_hip"), COCO17.index("right_hip")]].mean(0)
-            d["visibility"][i], d["pose_2d"][i] = best.conf[:17], best.kp2d[:17]
+            k3 = best.kp3d - best.kp3d[[COCO17.index("left_hip"), COCO17.index("right_hip")]].mean(0)
+            d["corrupted"][i], d["visibility"][i], d["pose_2d"][i] = k3[:17], best.conf[:17], best.kp2d[:17]
+            d["feet_3d"][i], d["feet_vis"][i], d["feet_2d"][i] = k3[17:23], best.conf[17:23], best.kp2d[17:23]
     d["shape"][:] = pl.shapes[0]
     return d
 
 # %% ../nbs/24_depthdata.ipynb #994bfa0e
+SHARD_FORMAT = "posebench.depthdata/2"  # 2: with the foot points (`feet_*`, `gt_feet*`); 1: COCO-17 only
+
 def default_data_dir(split: str = "train") -> Path:
     "Where `generate_pairs` writes a split by default: `cache_dir('depthdata', split)`."
     return cache_dir("depthdata", split)
@@ -180,11 +182,14 @@ def generate_pairs(out: str | Path | None = None,  # folder of shards; None: `de
     out.mkdir(parents=True, exist_ok=True)
     mpath = out / "manifest.json"
     conf = json.loads(json.dumps(asdict(cfg)))
-    man = json.loads(mpath.read_text()) if mpath.exists() else dict(format="posebench.depthdata/1", config=conf, shards={})
+    man = json.loads(mpath.read_text()) if mpath.exists() else dict(format=SHARD_FORMAT, config=conf, shards={})
     if man["config"] != conf:
         raise ValueError(f"{out}: manifest.json was written with another configuration ({man['config']}); use another folder or delete it")
     n_shards = -(-n_pairs // cfg.pairs_per_shard)
     todo = [i for i in range(n_shards) if not (str(i) in man["shards"] and shard_path(out, i).exists())]
+    if todo and man["format"] != SHARD_FORMAT:
+        raise ValueError(f"{out}: its shards are {man['format']} (without the foot points that {SHARD_FORMAT} keeps); a folder holds one format: "
+                         f"write the new shards to another folder, or delete this one to regenerate it")
     torch.set_num_threads(1)
     det = BlazePoseDetector(num_threads=1, detect_every=10_000)
     t0 = time.time()
@@ -205,6 +210,7 @@ def generate_pairs(out: str | Path | None = None,  # folder of shards; None: `de
 # %% ../nbs/24_depthdata.ipynb #f30ad115
 PAIR_FIELDS = ("corrupted", "ground_truth", "visibility", "ok", "pose_2d", "gt_2d", "gt_visible", "azimuth", "elevation",
                "camera_relative", "cam_R", "torso_angle", "focal", "det_score", "motion", "clip", "view", "frame", "shape")
+FOOT_FIELDS = ("feet_3d", "feet_2d", "feet_vis", "gt_feet", "gt_feet_2d")  # format 2 only (NaN, visibility 0, for format-1 shards)
 
 def load_pairs(data_dir: str | Path | Sequence[str | Path],  # a folder of shards (or several folders)
                max_pairs: int | None = None,  # stop after this many pairs (whole shards, in index order)
@@ -221,6 +227,10 @@ def load_pairs(data_dir: str | Path | Sequence[str | Path],  # a folder of shard
             with np.load(shard_path(dd, i), allow_pickle=False) as z:
                 d = {k: z[k] for k in PAIR_FIELDS}
                 d["motion_name"] = z["motions"][d["motion"]]
+                n, feet = len(d["ok"]), all(k in z.files for k in FOOT_FIELDS)
+                if feet: d |= {k: z[k] for k in FOOT_FIELDS}
+                else: d |= {k: v for k, v in _empty(n).items() if k in FOOT_FIELDS}
+            d["has_feet"] = np.full(n, feet)
             d["shard"], d["folder"] = np.full(len(d["ok"]), i, np.int32), np.full(len(d["ok"]), fi, np.int16)
             parts.append(d)
             if max_pairs is not None and sum(len(p["ok"]) for p in parts) >= max_pairs: break
