@@ -16,16 +16,21 @@ from .core import COCO17, COCO23, PoseSequence, get_kpset
 from .viewfeat import VIEW_FEATURES, camera_relative_to_angles, pose_scale_2d, view_features_2d
 
 # %% auto #0
-__all__ = ['RefinerInputs', 'prepare_inputs', 'fourier_features', 'RefinerConfig', 'RefinerOutput', 'PoseAwareDepthRefiner',
-           'LossWeights', 'bone_lengths', 'angles_to_sincos', 'refiner_losses', 'DepthPairDataset', 'TrainResult',
-           'train_depth_refiner', 'train_depth_command', 'TemporalConfig', 'mirror_output', 'temporal_features',
-           'TemporalDepthRefiner', 'track_segments', 'default_checkpoint', 'default_temporal_checkpoint',
-           'RefinedPoses', 'DepthRefiner', 'train_temporal_refiner', 'train_temporal_command', 'DepthBenchmark',
-           'benchmark_depth', 'time_inference', 'plot_refinement', 'demo_depth']
+__all__ = ['FOOT_POINTS', 'RefinerInputs', 'prepare_inputs', 'fourier_features', 'RefinerConfig', 'RefinerOutput',
+           'PoseAwareDepthRefiner', 'LossWeights', 'bone_lengths', 'angles_to_sincos', 'refiner_losses', 'pair_arrays',
+           'DepthPairDataset', 'TrainResult', 'train_depth_refiner', 'train_depth_command', 'TemporalConfig',
+           'mirror_output', 'temporal_features', 'TemporalDepthRefiner', 'track_segments', 'default_checkpoint',
+           'default_temporal_checkpoint', 'RefinedPoses', 'DepthRefiner', 'train_temporal_refiner',
+           'train_temporal_command', 'DepthBenchmark', 'benchmark_depth', 'time_inference', 'plot_refinement',
+           'demo_depth']
 
 # %% ../nbs/25_depthrefine.ipynb #a877a3e1
 _LHIP, _RHIP = COCO17.index("left_hip"), COCO17.index("right_hip")
 _FLIP = torch.as_tensor(COCO17.flip_perm)
+FOOT_POINTS = ("left_big_toe", "left_heel", "right_big_toe", "right_heel")  # the COCO-23 foot points a refiner with `feet` reads as joints 17..20 (BlazePose has no small toes)
+_FOOT23 = [COCO23.index(n) for n in FOOT_POINTS]  # 17, 19, 20, 22
+_FLIP21 = torch.as_tensor([*COCO17.flip_perm, 19, 20, 17, 18])
+def _flip(J: int) -> torch.Tensor: return _FLIP if J == 17 else _FLIP21
 _FEAT_SIGN = torch.tensor([-1.0 if n in ("shoulder_height_diff", "hip_height_diff", "arm_ratio", "leg_ratio", "nose_offset_x", "body_center_x") else 1.0
                            for n in VIEW_FEATURES])
 _FEAT_SWAP = torch.tensor([0, 1, 2, 3, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14])
@@ -33,10 +38,10 @@ _FEAT_SWAP = torch.tensor([0, 1, 2, 3, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14])
 @dataclass
 class RefinerInputs:
     "What `PoseAwareDepthRefiner` reads, batched (float32 tensors)."
-    pose3d: torch.Tensor  # (B, 17, 3) detector 3D, root-relative camera axes, metres; 0 where missing
-    pose2d: torch.Tensor  # (B, 17, 2) detector 2D, centred on the mid-hip and divided by `pose_scale_2d`; 0 where missing
-    vis: torch.Tensor  # (B, 17) detector visibility in [0, 1]; 0 where missing
-    mask: torch.Tensor  # (B, 17) 1 where the joint has finite 3D and 2D
+    pose3d: torch.Tensor  # (B, J, 3) detector 3D, root-relative camera axes, metres; 0 where missing. J = 17 (COCO-17), or 21 (then `FOOT_POINTS`)
+    pose2d: torch.Tensor  # (B, J, 2) detector 2D, centred on the mid-hip and divided by `pose_scale_2d`; 0 where missing
+    vis: torch.Tensor  # (B, J) detector visibility in [0, 1]; 0 where missing
+    mask: torch.Tensor  # (B, J) 1 where the joint has finite 3D and 2D
     feats: torch.Tensor  # (B, 15) view features (`VIEW_FEATURES`), clipped to [-5, 5]; 0 where undefined
 
     def __len__(self): return len(self.pose3d)
@@ -45,31 +50,39 @@ class RefinerInputs:
 
     def mirrored(self) -> RefinerInputs:
         "The same frames seen in a mirror (image x -> -x) with left and right joints swapped: a valid person seen from azimuth -az."
-        sx = torch.tensor([-1.0, 1.0, 1.0])
-        return RefinerInputs(self.pose3d[:, _FLIP] * sx, self.pose2d[:, _FLIP] * sx[:2], self.vis[:, _FLIP], self.mask[:, _FLIP],
+        sx, f = torch.tensor([-1.0, 1.0, 1.0]), _flip(self.pose3d.shape[1])
+        return RefinerInputs(self.pose3d[:, f] * sx, self.pose2d[:, f] * sx[:2], self.vis[:, f], self.mask[:, f],
                              self.feats[:, _FEAT_SWAP] * _FEAT_SIGN)
 
-def _as_joints(a, D: int, name: str) -> np.ndarray:
+def _select(a: np.ndarray, feet: bool) -> np.ndarray:
+    "COCO-17, then `FOOT_POINTS` when `feet` (NaN if `a` has only 17), of (B, 17|23, ...) arrays."
+    if not feet: return a[:, :17]
+    f = a[:, _FOOT23] if a.shape[1] == 23 else np.full((len(a), 4, *a.shape[2:]), np.nan)
+    return np.concatenate([a[:, :17], f], 1)
+
+def _as_joints(a, D: int, name: str, feet: bool = False) -> np.ndarray:
     a = np.asarray(a, np.float64)
     if a.ndim != 3 or a.shape[1] not in (17, 23) or a.shape[2] != D:
         raise ValueError(f"{name}: expected (B, 17, {D}) COCO-17 (or COCO-23) joints, got {a.shape}; one frame: pass `x[None]`")
-    return a[:, :17]
+    return _select(a, feet)
 
-def prepare_inputs(pose3d: np.ndarray,  # (B, 17, 3) detector 3D, camera axes, metres (any origin: re-centred on the mid-hip); NaN where missing
-                   pose2d: np.ndarray,  # (B, 17, 2) detector 2D, px; NaN where missing
-                   vis: np.ndarray | None = None,  # (B, 17) visibility in [0, 1]; None: 1 where finite
+def prepare_inputs(pose3d: np.ndarray,  # (B, 17|23, 3) detector 3D, COCO-17 or COCO-23, camera axes, metres (any origin: re-centred on the mid-hip); NaN where missing
+                   pose2d: np.ndarray,  # (B, 17|23, 2) detector 2D, px; NaN where missing
+                   vis: np.ndarray | None = None,  # (B, 17|23) visibility in [0, 1]; None: 1 where finite
+                   feet: bool = False,  # also the `FOOT_POINTS` (joints 17..20; masked where the input has only 17 joints)
                    ) -> RefinerInputs:
     "Normalise a batch of detector outputs for the network (NaN joints zeroed and masked)."
-    p3, p2 = _as_joints(pose3d, 3, "pose3d"), _as_joints(pose2d, 2, "pose2d")
+    p3, p2 = _as_joints(pose3d, 3, "pose3d", feet), _as_joints(pose2d, 2, "pose2d", feet)
     if len(p3) != len(p2): raise ValueError(f"pose3d has {len(p3)} frames, pose2d {len(p2)}")
-    v = np.isfinite(p3).all(-1).astype(np.float64) if vis is None else np.asarray(vis, np.float64)[:, :17]
-    if v.shape != p3.shape[:2]: raise ValueError(f"vis: expected {p3.shape[:2]}, got {np.shape(vis)}")
+    if vis is not None and (np.ndim(vis) != 2 or np.shape(vis)[1] not in (17, 23)): raise ValueError(f"vis: expected ({len(p3)}, 17|23), got {np.shape(vis)}")
+    v = np.isfinite(p3).all(-1).astype(np.float64) if vis is None else _select(np.asarray(vis, np.float64), feet)
+    if v.shape != p3.shape[:2]: raise ValueError(f"vis: expected ({len(p3)}, 17|23), got {np.shape(vis)}")
     mask = np.isfinite(p3).all(-1) & np.isfinite(p2).all(-1)
     with np.errstate(invalid="ignore"):
         p3 = p3 - p3[:, [_LHIP, _RHIP]].mean(1, keepdims=True)
-        s = pose_scale_2d(p2)
+        s = pose_scale_2d(p2[:, :17])
         p2n = (p2 - p2[:, [_LHIP, _RHIP]].mean(1, keepdims=True)) / s[:, None, None]
-        f = np.clip(view_features_2d(p2), -5, 5)
+        f = np.clip(view_features_2d(p2[:, :17]), -5, 5)
     z = lambda a: torch.as_tensor(np.nan_to_num(np.where(mask[..., None], a, 0.0) if a.ndim == 3 else a, nan=0.0), dtype=torch.float32)
     return RefinerInputs(z(p3), z(p2n), torch.as_tensor(np.where(mask, np.nan_to_num(v), 0.0), dtype=torch.float32),
                          torch.as_tensor(mask, dtype=torch.float32), z(f))
@@ -93,12 +106,13 @@ class RefinerConfig:
     dropout: float = 0.1  # dropout in the encoder
     harmonics: int = 4  # Fourier harmonics of the view angles
     max_delta: float = 0.5  # largest correction per coordinate, metres (tanh-bounded)
+    feet: bool = False  # also read and refine the COCO-23 heels and big toes (`FOOT_POINTS`): 21 joint tokens
 
 @dataclass
 class RefinerOutput:
     "What `PoseAwareDepthRefiner` predicts for a batch."
-    delta: torch.Tensor  # (B, 17, 3) correction added to the input 3D, metres (z: depth)
-    conf_logit: torch.Tensor  # (B, 17) per-joint confidence logits (sigmoid: probability the refined joint is within ~5 cm in depth)
+    delta: torch.Tensor  # (B, J, 3) correction added to the input 3D, metres (z: depth)
+    conf_logit: torch.Tensor  # (B, J) per-joint confidence logits (sigmoid: probability the refined joint is within ~5 cm in depth)
     camera: torch.Tensor  # (B, 4) sin az, cos az, sin el, cos el (each pair unit length)
 
     @property
@@ -111,7 +125,7 @@ class PoseAwareDepthRefiner(nn.Module):
     def __init__(self, cfg: RefinerConfig = RefinerConfig()):
         super().__init__()
         self.cfg, d = cfg, cfg.d_model
-        J = 17
+        self.J = J = 21 if cfg.feet else 17
         self.pose2d_encoder = nn.Sequential(nn.Linear(J * 3 + 15, 256), nn.GELU(), nn.Linear(256, d), nn.GELU())  # 2D + vis + view features
         self.camera_head = nn.Sequential(nn.Linear(d + J * 4, 256), nn.GELU(), nn.Linear(256, 4))  # context + 3D + mask
         self.view_cond = nn.Sequential(nn.Linear(2 * 2 * cfg.harmonics, d), nn.GELU(), nn.Linear(d, 2 * d))  # FiLM scale, shift
@@ -170,15 +184,16 @@ def angles_to_sincos(azimuth: torch.Tensor,  # (B,) degrees
 
 def refiner_losses(out: RefinerOutput,  # the model's prediction
                    x: RefinerInputs,  # its inputs
-                   gt: torch.Tensor,  # (B, 17, 3) ground truth, root-relative camera axes, metres
+                   gt: torch.Tensor,  # (B, J, 3) ground truth, root-relative camera axes, metres; NaN where unknown (not scored)
                    camera: torch.Tensor,  # (B, 4) true sin az, cos az, sin el, cos el
                    w: LossWeights = LossWeights(),  # weights
                    ) -> dict[str, torch.Tensor]:  # each term and `total`
     "The refiner's loss terms, averaged over the joints that have an input (masked joints are ignored)."
     ref = x.pose3d + out.delta
-    m = x.mask
+    m = x.mask * torch.isfinite(gt).all(-1)
+    gt = torch.nan_to_num(gt)
     n = m.sum().clamp(min=1)
-    err = F.smooth_l1_loss(ref, gt, reduction="none", beta=0.02)  # (B, 17, 3)
+    err = F.smooth_l1_loss(ref, gt, reduction="none", beta=0.02)  # (B, J, 3)
     bm = m[:, _BONES[:, 0]] * m[:, _BONES[:, 1]]
     bl = bone_lengths(ref)
     L = dict(depth=(err[..., 2] * m).sum() / n, position=(err.mean(-1) * m).sum() / n,
@@ -192,17 +207,33 @@ def refiner_losses(out: RefinerOutput,  # the model's prediction
     return L
 
 # %% ../nbs/25_depthrefine.ipynb #96325bd3
+def pair_arrays(pairs: dict[str, np.ndarray],  # fields of `posebench.depthdata.load_pairs`
+                feet: bool = False,  # append the shards' six COCO-23 foot points (format 2)
+                rows=slice(None),  # which pairs (index or mask)
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # detector 3D, 2D, visibility, ground truth: (N, 17|23, ...)
+    "The arrays a `DepthRefiner` reads from depth pairs, and their ground truth: COCO-17, or COCO-23 with `feet`."
+    keys = ("corrupted", "pose_2d", "visibility", "ground_truth")
+    if not feet: return tuple(np.asarray(pairs[k])[rows] for k in keys)
+    if "feet_3d" not in pairs or not np.asarray(pairs.get("has_feet", True)).any():
+        raise ValueError("these depth pairs have no foot points (shard format 1): regenerate them with `posebench data depth --out NEW_FOLDER` (format 2), "
+                         "or use a refiner without feet (`RefinerConfig(feet=False)`)")
+    return tuple(np.concatenate([np.asarray(pairs[k])[rows], np.asarray(pairs[f])[rows]], 1)
+                 for k, f in zip(keys, ("feet_3d", "feet_2d", "feet_vis", "gt_feet")))
+
 class DepthPairDataset(torch.utils.data.Dataset):
     "Depth pairs (from `posebench.depthdata.load_pairs`) as tensors; detector failures (`ok` False) are counted and left out."
     def __init__(self, pairs: dict[str, np.ndarray],  # fields of `load_pairs`
                  augment: bool = True,  # mirror half the samples (L/R swap with the camera mirrored: azimuth -> -azimuth)
+                 feet: bool = False,  # with the `FOOT_POINTS` (joints 17..20; shards of format 2)
+                 drop_feet: float = 0.0,  # when augmenting: the share of samples whose foot points are masked (so the model also works on COCO-17 input)
                  ):
         ok = np.asarray(pairs["ok"], bool) & np.isfinite(pairs["ground_truth"]).all((1, 2))
-        self.n_failed, self.augment = int((~ok).sum()), augment
-        self.x = prepare_inputs(pairs["corrupted"][ok], pairs["pose_2d"][ok], pairs["visibility"][ok])
+        self.n_failed, self.augment, self.feet, self.drop_feet = int((~ok).sum()), augment, feet, drop_feet if feet else 0.0
+        c, p2, v, g = pair_arrays(pairs, feet, ok)
+        self.x = prepare_inputs(c, p2, v, feet)
         self.xm = self.x.mirrored()
-        g = torch.as_tensor(pairs["ground_truth"][ok], dtype=torch.float32)
-        self.gt, self.gtm = g, g[:, _FLIP] * torch.tensor([-1.0, 1.0, 1.0])
+        g = torch.as_tensor(_select(g, feet), dtype=torch.float32)
+        self.gt, self.gtm = g, g[:, _flip(g.shape[1])] * torch.tensor([-1.0, 1.0, 1.0])
         az, el = (torch.as_tensor(pairs[k][ok], dtype=torch.float32) for k in ("azimuth", "elevation"))
         self.cam, self.camm = angles_to_sincos(az, el), angles_to_sincos(-az, el)
         self.meta = {k: np.asarray(pairs[k])[ok] for k in ("azimuth", "elevation", "torso_angle", "motion_name") if k in pairs}
@@ -212,14 +243,17 @@ class DepthPairDataset(torch.utils.data.Dataset):
 
     def batch(self, idx: torch.Tensor,  # (B,) sample indices
               generator: torch.Generator | None = None,  # draws which samples are mirrored (when `augment`)
-              ) -> tuple[RefinerInputs, torch.Tensor, torch.Tensor]:  # inputs, ground truth (B, 17, 3), camera (B, 4)
-        "A batch, each sample mirrored with probability 1/2 when augmenting."
+              ) -> tuple[RefinerInputs, torch.Tensor, torch.Tensor]:  # inputs, ground truth (B, J, 3), camera (B, 4)
+        "A batch, each sample mirrored with probability 1/2 when augmenting (and its foot points masked with probability `drop_feet`)."
         x, gt, cam = self.x[idx], self.gt[idx], self.cam[idx]
         if not self.augment: return x, gt, cam
         flip = torch.rand(len(idx), generator=generator) < 0.5
         sel = lambda a, b: torch.where(flip.view(-1, *[1] * (a.ndim - 1)), b, a)
         xm = self.xm[idx]
         x = RefinerInputs(*(sel(getattr(x, k), getattr(xm, k)) for k in x.__dataclass_fields__))
+        if self.drop_feet > 0:
+            keep = 1.0 - ((torch.rand(len(idx), generator=generator) < self.drop_feet)[:, None] & (torch.arange(x.mask.shape[1]) >= 17)).float()
+            x = RefinerInputs(x.pose3d * keep[..., None], x.pose2d * keep[..., None], x.vis * keep, x.mask * keep, x.feats)
         return x, sel(gt, self.gtm[idx]), sel(cam, self.camm[idx])
 
 # %% ../nbs/25_depthrefine.ipynb #f60753e7
@@ -235,15 +269,16 @@ class TrainResult:
     n_params: int  # parameters
 
 def _depth_err_cm(model: PoseAwareDepthRefiner, ds: DepthPairDataset, bs: int = 4096) -> tuple[float, float]:
-    "Mean |z| error in cm over valid joints: before, after."
+    "Mean |z| error in cm over the valid COCO-17 joints (foot points, if any, not counted): before, after."
     model.eval(); b = a = n = 0.0
     with torch.no_grad():
         for idx in torch.arange(len(ds)).split(bs):
             x, gt, _ = ds.batch(idx)
             o = model(x)
-            b += ((x.pose3d[..., 2] - gt[..., 2]).abs() * x.mask).sum().item()
-            a += ((x.pose3d[..., 2] + o.delta[..., 2] - gt[..., 2]).abs() * x.mask).sum().item()
-            n += x.mask.sum().item()
+            m, z, gz = x.mask[:, :17], x.pose3d[:, :17, 2], gt[:, :17, 2]
+            b += ((z - gz).abs() * m).sum().item()
+            a += ((z + o.delta[:, :17, 2] - gz).abs() * m).sum().item()
+            n += m.sum().item()
     return 100 * b / max(n, 1), 100 * a / max(n, 1)
 
 def _val_split(pairs: dict[str, np.ndarray], seed: int, val_fraction: float) -> np.ndarray:
@@ -283,13 +318,14 @@ def train_depth_refiner(data_dir: str | Path | Sequence[str | Path] | None = Non
                         weights: LossWeights = LossWeights(),  # loss weights
                         threads: int | None = None,  # torch CPU threads; None: leave as is
                         progress: bool = True,  # tqdm bar over epochs
+                        drop_feet: float = 0.05,  # with `cfg.feet`: share of training samples whose foot points are masked
                         ) -> TrainResult:
     "Train `PoseAwareDepthRefiner` on depth pairs; keeps the epoch with the lowest validation depth error."
     from tqdm.auto import tqdm
     t0 = time.time()
     amp, pairs, is_val = _train_setup(data_dir, seed, val_fraction, max_pairs, device, amp, threads)
     sub = lambda m: {k: v[m] for k, v in pairs.items()}
-    tr, va = DepthPairDataset(sub(~is_val)), DepthPairDataset(sub(is_val), augment=False)
+    tr, va = DepthPairDataset(sub(~is_val), feet=cfg.feet, drop_feet=drop_feet), DepthPairDataset(sub(is_val), augment=False, feet=cfg.feet)
     if len(tr) == 0: raise ValueError(f"{data_dir}: no usable training pairs (all {tr.n_failed} detector failures)")
     model = PoseAwareDepthRefiner(cfg).to(device)
     opt, sched = _optimiser(model, lr, epochs * math.ceil(len(tr) / batch_size))
@@ -338,9 +374,10 @@ def train_depth_command(
         max_pairs: Annotated[int | None, typer.Option(help="use at most this many pairs")] = None,
         threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
         layers: Annotated[int, typer.Option(help="transformer encoder layers (`RefinerConfig.layers`)")] = RefinerConfig.layers,
+        feet: Annotated[bool, typer.Option("--feet/--no-feet", help="also read and refine the heels and big toes (shards of format 2)")] = False,
         ) -> TrainResult:
     "Train the depth refiner on generated pairs and write its checkpoint; prints one line per epoch."
-    r = train_depth_refiner(data or None, out, epochs, batch_size, seed, device, amp, max_pairs=max_pairs, threads=threads, cfg=RefinerConfig(layers=layers))
+    r = train_depth_refiner(data or None, out, epochs, batch_size, seed, device, amp, max_pairs=max_pairs, threads=threads, cfg=RefinerConfig(layers=layers, feet=feet))
     for i, h in enumerate(r.history):
         typer.echo(f"epoch {i + 1:3d}: loss {h['total']:.4f} (depth term {h['depth']:.4f}), val depth error {h.get('val_before_cm', float('nan')):.2f} -> {h.get('val_after_cm', float('nan')):.2f} cm, {h['seconds']:.0f} s")
     typer.echo(f"{r.n_train} training pairs ({r.n_failed} detector failures left out), {r.n_params:,} parameters, {r.seconds:.0f} s: wrote {r.path}")
@@ -358,17 +395,19 @@ class TemporalConfig:
     window: int = 32  # frames per window; longer tracks go through overlapping windows
     max_delta: float = 0.3  # largest correction per coordinate on top of the per-frame stage, metres (tanh-bounded)
     fps: float = 10.0  # frame rate of the training clips: faster tracks are split into interleaved sub-tracks at about this rate
+    feet: bool = False  # frames carry the `FOOT_POINTS` too (as its per-frame stage does: set by the trainer)
 
 _CAM_MIRROR = torch.tensor([-1.0, 1.0, 1.0, 1.0])  # (sin az, cos az, sin el, cos el) seen in a mirror: azimuth -> -azimuth
 _SX = torch.tensor([-1.0, 1.0, 1.0])
 
 def mirror_output(o: RefinerOutput) -> RefinerOutput:
     "A prediction seen in the mirror of `RefinerInputs.mirrored` (x -> -x, left and right swapped, azimuth -> -azimuth)."
-    return RefinerOutput(o.delta[..., _FLIP, :] * _SX, o.conf_logit[..., _FLIP], o.camera * _CAM_MIRROR)
+    f = _flip(o.delta.shape[-2])
+    return RefinerOutput(o.delta[..., f, :] * _SX, o.conf_logit[..., f], o.camera * _CAM_MIRROR)
 
 def temporal_features(x: RefinerInputs,  # one frame per row (B frames)
                       o: RefinerOutput,  # the per-frame stage's prediction for them
-                      ) -> torch.Tensor:  # (B, 17 * 11 + 4) per-frame tokens' input
+                      ) -> torch.Tensor:  # (B, J * 11 + 4) per-frame tokens' input
     "Per frame: refined 3D, 2D, visibility, mask, confidence and detector 3D per joint, then the predicted camera."
     m = x.mask[..., None]
     f = torch.cat([(x.pose3d + o.delta) * m, x.pose2d, x.vis[..., None], m, torch.sigmoid(o.conf_logit)[..., None] * m, x.pose3d], -1)
@@ -376,29 +415,29 @@ def temporal_features(x: RefinerInputs,  # one frame per row (B frames)
 
 class TemporalDepthRefiner(nn.Module):
     "Second stage: attention across the frames of a track window corrects the per-frame stage's 3D and re-estimates confidence and camera."
-    n_in = 17 * 11 + 4
-
     def __init__(self, cfg: TemporalConfig = TemporalConfig()):
         super().__init__()
         self.cfg, d = cfg, cfg.d_model
+        self.J = 21 if cfg.feet else 17
+        self.n_in = self.J * 11 + 4
         self.frame_in = nn.Sequential(nn.Linear(self.n_in, 256), nn.GELU(), nn.Linear(256, d))
         self.pos = nn.Parameter(torch.randn(cfg.window, d) * 0.02)
         layer = nn.TransformerEncoderLayer(d, cfg.heads, cfg.ff, cfg.dropout, activation="gelu", batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d)
-        self.delta_head, self.conf_head, self.camera_head = nn.Linear(d, 17 * 3), nn.Linear(d, 17), nn.Linear(d, 4)
+        self.delta_head, self.conf_head, self.camera_head = nn.Linear(d, self.J * 3), nn.Linear(d, self.J), nn.Linear(d, 4)
         for h in (self.delta_head, self.camera_head): nn.init.zeros_(h.weight); nn.init.zeros_(h.bias)  # starts as the per-frame stage
 
     def forward(self, f: torch.Tensor,  # (B, T, n_in) `temporal_features` of T frames in time order, T <= window
                 valid: torch.Tensor,  # (B, T) bool, frames with any joint (the others are not attended to)
                 camera: torch.Tensor,  # (B, T, 4) the per-frame stage's camera (the new one is a correction of it)
-                ) -> RefinerOutput:  # delta (B, T, 17, 3) on top of the per-frame stage, conf_logit (B, T, 17), camera (B, T, 4)
+                ) -> RefinerOutput:  # delta (B, T, J, 3) on top of the per-frame stage, conf_logit (B, T, J), camera (B, T, 4)
         B, T, _ = f.shape
         if T > self.cfg.window: raise ValueError(f"{T} frames in a window of at most {self.cfg.window}: split the track (`DepthRefiner.refine_arrays(segments=...)` does)")
         h = self.norm(self.encoder(self.frame_in(f) + self.pos[:T], src_key_padding_mask=~valid))
         md = self.cfg.max_delta
         cam = F.normalize((camera + self.camera_head(h)).view(B, T, 2, 2), dim=-1).flatten(2)
-        return RefinerOutput(md * torch.tanh(self.delta_head(h).view(B, T, 17, 3) / md), self.conf_head(h), cam)
+        return RefinerOutput(md * torch.tanh(self.delta_head(h).view(B, T, self.J, 3) / md), self.conf_head(h), cam)
 
     def n_params(self) -> int: return sum(p.numel() for p in self.parameters())
 
@@ -448,6 +487,8 @@ class RefinedPoses:
     azimuth: np.ndarray  # (B,) predicted camera azimuth relative to the pelvis, degrees [0, 360)
     elevation: np.ndarray  # (B,) predicted camera elevation, degrees
     temporal: bool = False  # True: the temporal stage ran (frames refined with their neighbours), False: each frame alone
+    feet: np.ndarray | None = None  # (B, 4, 3) refined `FOOT_POINTS` (a refiner with `feet`), like `kp3d`; None: the refiner does not read them
+    feet_confidence: np.ndarray | None = None  # (B, 4) their confidence
 
 def _blend_windows(model: TemporalDepthRefiner, x: RefinerInputs, o: RefinerOutput, segments: np.ndarray, device: str = "cpu", batch: int = 256) -> RefinerOutput:
     "The temporal stage over every segment: window predictions blended per frame; frames without any joint keep the per-frame output."
@@ -458,7 +499,8 @@ def _blend_windows(model: TemporalDepthRefiner, x: RefinerInputs, o: RefinerOutp
     vw = (idx_t >= 0) & valid[idx_t.clamp(min=0)]
     keep = vw.any(1)  # a window of frames without any joint has nothing to attend to
     idx_t, w_t, vw = idx_t[keep], w_t[keep] * vw[keep], vw[keep]
-    acc_d, acc_c, acc_k = torch.zeros(B, 17, 3), torch.zeros(B, 17), torch.zeros(B, 4)
+    J = o.delta.shape[1]
+    acc_d, acc_c, acc_k = torch.zeros(B, J, 3), torch.zeros(B, J), torch.zeros(B, 4)
     wsum = torch.zeros(B)
     for s in range(0, len(idx_t), batch):
         ii, ww, vv = idx_t[s:s + batch], w_t[s:s + batch], vw[s:s + batch]
@@ -525,11 +567,12 @@ class DepthRefiner:
                       vis: np.ndarray | None = None,  # (B, 17|23) detector visibility in [0, 1]; None: 1 where finite
                       segments: np.ndarray | None = None,  # (B,) track label per frame (frames of a label in time order, about `TemporalConfig.fps` apart, see `track_segments`); None: each frame alone
                       ) -> RefinedPoses:
-        "Refine a batch of frames (the first 17 joints are COCO-17); with `segments` (and a temporal stage), each frame with its neighbours."
-        p3 = _as_joints(pose3d, 3, "pose3d")
-        x = prepare_inputs(p3, pose2d, vis)
+        "Refine a batch of frames (COCO-17, or COCO-23 whose foot points a refiner with `feet` reads); with `segments` (and a temporal stage), each frame with its neighbours."
+        feet = self.model.cfg.feet
+        p3 = _as_joints(pose3d, 3, "pose3d", feet)
+        x = prepare_inputs(pose3d, pose2d, vis, feet)
         if segments is not None and np.shape(segments) != (len(p3),): raise ValueError(f"segments: expected ({len(p3)},) labels, got {np.shape(segments)}")
-        if len(x) == 0: return RefinedPoses(np.zeros((0, 17, 3)), np.zeros((0, 17)), np.zeros(0), np.zeros(0))
+        if len(x) == 0: return RefinedPoses(np.zeros((0, 17, 3)), np.zeros((0, 17)), np.zeros(0), np.zeros(0), False, *((np.zeros((0, 4, 3)), np.zeros((0, 4))) if feet else ()))
         outs = [self.model(x[i:i + self.batch_size].to(self.device)) for i in range(0, len(x), self.batch_size)]
         o = RefinerOutput(*(torch.cat([getattr(q, k) for q in outs]).float().cpu() for k in ("delta", "conf_logit", "camera")))
         temporal = segments is not None and self.temporal is not None
@@ -537,13 +580,14 @@ class DepthRefiner:
         m = x.mask.numpy() > 0
         np64 = lambda t: t.numpy().astype(np.float64)
         kp = np.where(m[..., None], p3 + np64(o.delta), np.nan)
-        return RefinedPoses(kp, np.where(m, np64(torch.sigmoid(o.conf_logit)), 0.0), np64(o.azimuth), np64(o.elevation), temporal)
+        c = np.where(m, np64(torch.sigmoid(o.conf_logit)), 0.0)
+        return RefinedPoses(kp[:, :17], c[:, :17], np64(o.azimuth), np64(o.elevation), temporal, *((kp[:, 17:], c[:, 17:]) if feet else ()))
 
     def refine(self, seq3d: PoseSequence,  # (T, 17|23, 3) detector 3D track, camera axes, metres (e.g. `TrackResult.tracks3d[k]`)
                seq2d: PoseSequence,  # (T, 17|23, 2) the same track's 2D, px (`TrackResult.tracks[k]`)
                temporal: bool = True,  # use the temporal stage (if loaded) over runs of consecutive frames; False: each frame alone
                ) -> tuple[PoseSequence, RefinedPoses]:  # the refined 3D track (conf: the refiner's confidence) and the raw output
-        "Refine a whole track; COCO-23 foot points move with their ankle; status and frame numbers are kept."
+        "Refine a whole track; COCO-23 foot points: heels and big toes refined (by a refiner with `feet`; small toes move with their big toe), else moved with their ankle; status and frame numbers are kept."
         if seq3d.D != 3 or seq2d.D != 2: raise ValueError(f"expected a 3D and a 2D sequence, got {seq3d.D}D and {seq2d.D}D")
         if seq3d.T != seq2d.T or not np.array_equal(seq3d.frame_index, seq2d.frame_index):
             raise ValueError(f"the 3D ({seq3d.T} frames) and 2D ({seq2d.T} frames) sequences cover different frames: pass the same track's two views")
@@ -555,10 +599,14 @@ class DepthRefiner:
         kp[:, :17] = r.kp3d
         conf = seq3d.conf.copy(); conf[:, :17] = r.confidence
         if seq3d.J == 23:
-            feet = {k: COCO17.index(("left_ankle", "right_ankle")[k >= 3]) for k in range(6)}
-            for k, a in feet.items():
-                kp[:, 17 + k] = seq3d.kp[:, 17 + k] + (r.kp3d[:, a] - seq3d.kp[:, a])
-                conf[:, 17 + k] = np.where(np.isfinite(kp[:, 17 + k]).all(-1), r.confidence[:, a], 0.0)
+            if r.feet is not None:  # refined heels and big toes; the small toes (no refined point) move with their big toe
+                kp[:, _FOOT23], conf[:, _FOOT23] = r.feet, r.feet_confidence
+                follow = {COCO23.index(f"{s}_small_toe"): COCO23.index(f"{s}_big_toe") for s in ("left", "right")}
+            else:
+                follow = {17 + k: COCO17.index(("left_ankle", "right_ankle")[k >= 3]) for k in range(6)}
+            for j, a in follow.items():
+                kp[:, j] = seq3d.kp[:, j] + (kp[:, a] - seq3d.kp[:, a])
+                conf[:, j] = np.where(np.isfinite(kp[:, j]).all(-1), conf[:, a], 0.0)
         out = replace(seq3d, kp=kp, conf=np.nan_to_num(conf), meta={**seq3d.meta, "depth_refiner": "posebench.depthrefine" + (" (temporal)" if r.temporal else "")})
         return out, r
 
@@ -597,16 +645,19 @@ def train_temporal_refiner(data_dir: str | Path | Sequence[str | Path] | None = 
     t0 = time.time()
     stage1 = Path(stage1) if stage1 is not None else default_checkpoint()
     s1 = DepthRefiner.load(stage1, temporal=False).model.cpu()  # before the seed: its construction draws from torch's generator
+    cfg = replace(cfg, feet=s1.cfg.feet)
     amp, pairs, is_val = _train_setup(data_dir, seed, val_fraction, max_pairs, device, amp, threads)
     ok = np.asarray(pairs["ok"], bool) & np.isfinite(pairs["ground_truth"]).all((1, 2))
-    x = prepare_inputs(pairs["corrupted"], pairs["pose_2d"], pairs["visibility"])
-    x.mask *= torch.as_tensor(ok[:, None], dtype=torch.float32)  # detector failures: no joint, not attended to, not scored
+    c, p2, v, g = pair_arrays(pairs, cfg.feet)
+    g = _select(g, cfg.feet)
+    x = prepare_inputs(c, p2, v, cfg.feet)
+    x.mask *= torch.as_tensor(ok[:, None] & np.isfinite(g).all(-1), dtype=torch.float32)  # detector failures: no joint, not attended to, not scored
     o = _stage1(s1, x)
-    gt = torch.as_tensor(np.nan_to_num(pairs["ground_truth"]), dtype=torch.float32)
+    gt = torch.as_tensor(np.nan_to_num(g), dtype=torch.float32)
     cam = angles_to_sincos(*(torch.as_tensor(pairs[k], dtype=torch.float32) for k in ("azimuth", "elevation")))
     xm, om = x.mirrored(), mirror_output(o)
     data = dict(f=temporal_features(x, o), s1=x.pose3d + o.delta, m=x.mask, cam=o.camera, gt=gt, tcam=cam)
-    mirr = dict(f=temporal_features(xm, om), s1=xm.pose3d + om.delta, m=xm.mask, cam=om.camera, gt=gt[:, _FLIP] * _SX, tcam=cam * _CAM_MIRROR)
+    mirr = dict(f=temporal_features(xm, om), s1=xm.pose3d + om.delta, m=xm.mask, cam=om.camera, gt=gt[:, _flip(gt.shape[1])] * _SX, tcam=cam * _CAM_MIRROR)
     win, clip = _clip_view_windows(pairs)
     vrow = is_val[win.max(1)]
     tr, va = torch.as_tensor(win[~vrow]), torch.as_tensor(win[vrow])
@@ -656,9 +707,9 @@ def train_temporal_refiner(data_dir: str | Path | Sequence[str | Path] | None = 
             with torch.no_grad():
                 for vi in va.split(256):
                     _, r, b, valid = step_loss(vi[:, :W], torch.zeros(len(vi), dtype=torch.bool))
-                    mk = (b["m"] * valid[..., None]) > 0
-                    zb += (b["s1"][..., 2] - b["gt"][..., 2]).abs()[mk].sum().item()
-                    za += (b["s1"][..., 2] + r.delta.float()[..., 2] - b["gt"][..., 2]).abs()[mk].sum().item(); nz += mk.sum().item()
+                    mk = (b["m"][..., :17] * valid[..., None]) > 0  # COCO-17 joints (as the per-frame stage's validation)
+                    zb += (b["s1"][..., :17, 2] - b["gt"][..., :17, 2]).abs()[mk].sum().item()
+                    za += (b["s1"][..., :17, 2] + r.delta.float()[..., :17, 2] - b["gt"][..., :17, 2]).abs()[mk].sum().item(); nz += mk.sum().item()
             row["val_before_cm"], row["val_after_cm"] = 100 * zb / max(nz, 1), 100 * za / max(nz, 1)
         row["seconds"] = round(time.time() - te, 1)
         hist.append(row)
@@ -728,6 +779,7 @@ class DepthBenchmark:
                   f"camera azimuth error: mean {o['azimuth_err_deg']:.1f} deg, median {o['azimuth_median_deg']:.1f} deg; "
                   f"elevation error: mean {o['elevation_err_deg']:.1f} deg, median {o['elevation_median_deg']:.1f} deg; "
                   f"azimuth off by more than 90 deg (front/back confusion): {o['azimuth_over_90_deg']:.1%} of the frames",
+                  *([f"heels and big toes: depth error {o['feet_depth_before_cm']:.2f} -> {o['feet_depth_after_cm']:.2f} cm"] if "feet_depth_after_cm" in o else []),
                   f"{self.n_pairs} pairs, {self.n_failed} detector failures ({self.n_failed / max(self.n_pairs, 1):.1%}) not scored"]
         return "\n".join(parts)
 
@@ -740,8 +792,10 @@ def benchmark_depth(refiner: DepthRefiner,  # the refiner to score
     win, _ = _clip_view_windows(pairs)
     order = win[win >= 0]  # clip by clip, camera by camera, in frame order
     seg = np.nonzero(win >= 0)[0] if temporal else None
-    c_all = np.where(ok[order, None, None], pairs["corrupted"][order], np.nan)  # failures stay in place as NaN frames
-    rr = refiner.refine_arrays(c_all, pairs["pose_2d"][order], pairs["visibility"][order], seg)
+    feet = refiner.model.cfg.feet
+    c23, p23, v23, g23 = pair_arrays(pairs, feet, order)
+    c_all = np.where(ok[order, None, None], c23, np.nan)  # failures stay in place as NaN frames
+    rr = refiner.refine_arrays(c_all, p23, v23, seg)
     back = np.empty_like(order); back[order] = np.arange(len(order))
     r = RefinedPoses(*(a[back][ok] for a in (rr.kp3d, rr.confidence, rr.azimuth, rr.elevation)), rr.temporal)
     c, gt = pairs["corrupted"][ok], pairs["ground_truth"][ok]
@@ -755,6 +809,10 @@ def benchmark_depth(refiner: DepthRefiner,  # the refiner to score
     ea, ee = _circ(r.azimuth, az), np.abs(r.elevation - pairs["elevation"][ok])
     one.update(azimuth_err_deg=float(ea.mean()), azimuth_median_deg=float(np.median(ea)), elevation_err_deg=float(ee.mean()),
                elevation_median_deg=float(np.median(ee)), azimuth_over_90_deg=float((ea > 90).mean()), temporal=r.temporal)
+    if feet:  # heels and big toes: depth error before/after (root-relative, as the joints)
+        fg, fc, fr = _select(g23[back][ok], True)[:, 17:], _select(c23[back][ok], True)[:, 17:], rr.feet[back][ok]
+        fb, fa = np.abs(fc[..., 2] - fg[..., 2]), np.abs(fr[..., 2] - fg[..., 2])
+        one.update(feet_depth_before_cm=100 * float(np.nanmean(fb)), feet_depth_after_cm=100 * float(np.nanmean(fa)))
     return DepthBenchmark(_err_rows(tb, zb, za, mb, ma, [(i, f"{15 * i}-{15 * i + 15}") for i in range(6)]),
                           _err_rows(ab, zb, za, mb, ma, [(i, f"{45 * i}+-22.5") for i in range(8)]),
                           _err_rows(mo, zb, za, mb, ma, [(m, str(m)) for m in np.unique(mo)]), one, int(len(ok)), int((~ok).sum()))
@@ -766,7 +824,7 @@ def time_inference(refiner: DepthRefiner,  # the refiner
                    ) -> float:  # milliseconds per frame
     "CPU cost per frame of `refine_arrays` on a batch (input preparation included)."
     rng = np.random.default_rng(0)
-    p3, p2 = rng.normal(0, 0.3, (batch, 17, 3)), rng.uniform(0, 300, (batch, 17, 2))
+    p3, p2 = rng.normal(0, 0.3, (batch, 23, 3)), rng.uniform(0, 300, (batch, 23, 2))  # COCO-23: a refiner with `feet` reads the foot points
     seg = np.arange(batch) // 32 if temporal else None
     refiner.refine_arrays(p3, p2, segments=seg)
     best = math.inf

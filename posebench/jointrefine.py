@@ -406,6 +406,9 @@ def depthdata_pairs(folder: str | Path,  # a folder of `shard_*.npz` (`posebench
                 if "pose_2d" not in z.files: raise ValueError(f"{f}: no `pose_2d` field, which the depth refiner reads; regenerate the shards with `posebench.depthdata`")
                 p2, vis = z["pose_2d"], z["visibility"] if "visibility" in z.files else None
                 c_all = np.where(ok[:, None, None], z["corrupted"], np.nan)  # failures stay in place: the time axis is kept
+                if "feet_3d" in z.files and vis is not None:  # format-2 shards: COCO-23 (a refiner with `feet` reads the heels and big toes)
+                    c_all = np.concatenate([c_all, np.where(ok[:, None, None], z["feet_3d"], np.nan)], 1)
+                    p2, vis = np.concatenate([p2, z["feet_2d"]], 1), np.concatenate([vis, z["feet_vis"]], 1)
                 seg = z["clip"].astype(np.int64) * 1000 + z["view"]  # each clip's camera is a track, its frames in order
         skipped += int((~ok).sum())
         if not len(c): continue
