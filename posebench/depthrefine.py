@@ -20,7 +20,7 @@ __all__ = ['FOOT_POINTS', 'RefinerInputs', 'prepare_inputs', 'fourier_features',
            'PoseAwareDepthRefiner', 'LossWeights', 'bone_lengths', 'angles_to_sincos', 'refiner_losses', 'pair_arrays',
            'DepthPairDataset', 'TrainResult', 'train_depth_refiner', 'train_depth_command', 'TemporalConfig',
            'mirror_output', 'temporal_features', 'TemporalDepthRefiner', 'track_segments', 'default_checkpoint',
-           'default_temporal_checkpoint', 'RefinedPoses', 'DepthRefiner', 'train_temporal_refiner',
+           'default_temporal_checkpoint', 'RefinedPoses', 'refined_keypoints', 'DepthRefiner', 'train_temporal_refiner',
            'train_temporal_command', 'DepthBenchmark', 'benchmark_depth', 'time_inference', 'plot_refinement',
            'demo_depth']
 
@@ -207,6 +207,8 @@ def refiner_losses(out: RefinerOutput,  # the model's prediction
     return L
 
 # %% ../nbs/25_depthrefine.ipynb #96325bd3
+def _has_feet(pairs) -> bool: return "feet_3d" in pairs and bool(np.asarray(pairs.get("has_feet", True)).any())
+
 def pair_arrays(pairs: dict[str, np.ndarray],  # fields of `posebench.depthdata.load_pairs`
                 feet: bool = False,  # append the shards' six COCO-23 foot points (format 2)
                 rows=slice(None),  # which pairs (index or mask)
@@ -214,7 +216,7 @@ def pair_arrays(pairs: dict[str, np.ndarray],  # fields of `posebench.depthdata.
     "The arrays a `DepthRefiner` reads from depth pairs, and their ground truth: COCO-17, or COCO-23 with `feet`."
     keys = ("corrupted", "pose_2d", "visibility", "ground_truth")
     if not feet: return tuple(np.asarray(pairs[k])[rows] for k in keys)
-    if "feet_3d" not in pairs or not np.asarray(pairs.get("has_feet", True)).any():
+    if not _has_feet(pairs):
         raise ValueError("these depth pairs have no foot points (shard format 1): regenerate them with `posebench data depth --out NEW_FOLDER` (format 2), "
                          "or use a refiner without feet (`RefinerConfig(feet=False)`)")
     return tuple(np.concatenate([np.asarray(pairs[k])[rows], np.asarray(pairs[f])[rows]], 1)
@@ -490,6 +492,21 @@ class RefinedPoses:
     feet: np.ndarray | None = None  # (B, 4, 3) refined `FOOT_POINTS` (a refiner with `feet`), like `kp3d`; None: the refiner does not read them
     feet_confidence: np.ndarray | None = None  # (B, 4) their confidence
 
+def refined_keypoints(kp: np.ndarray,  # (B, 17|23, 3) the detector 3D that was refined
+                      r: RefinedPoses,  # the refiner's output for it
+                      ) -> np.ndarray:  # (B, 17|23, 3) the refined keypoints, in the input's keypoint set
+    "The input with the refined joints in place; COCO-23 foot points: the refined heels and big toes (a refiner with `feet`; the small toes move with their big toe), else all six moved with their ankle."
+    out = np.array(kp, float, copy=True)
+    out[:, :17] = r.kp3d
+    if out.shape[1] == 23:
+        if r.feet is not None:
+            out[:, _FOOT23] = r.feet
+            follow = {COCO23.index(f"{s}_small_toe"): COCO23.index(f"{s}_big_toe") for s in ("left", "right")}
+        else:
+            follow = {17 + k: COCO17.index(("left_ankle", "right_ankle")[k >= 3]) for k in range(6)}
+        for j, a in follow.items(): out[:, j] = kp[:, j] + (out[:, a] - kp[:, a])
+    return out
+
 def _blend_windows(model: TemporalDepthRefiner, x: RefinerInputs, o: RefinerOutput, segments: np.ndarray, device: str = "cpu", batch: int = 256) -> RefinerOutput:
     "The temporal stage over every segment: window predictions blended per frame; frames without any joint keep the per-frame output."
     B = len(x)
@@ -595,18 +612,12 @@ class DepthRefiner:
             if s.kpset.name not in ("coco17", "coco23"): raise ValueError(f"{s.kpset.name}: convert to COCO-17/23 first (`seq.to('coco23')`)")
         seg = track_segments(seq3d.frame_index, seq3d.fps, self.temporal.cfg.fps) if temporal and self.temporal is not None else None
         r = self.refine_arrays(seq3d.kp, seq2d.kp, seq3d.conf, seg)
-        kp = seq3d.kp.copy()
-        kp[:, :17] = r.kp3d
+        kp = refined_keypoints(seq3d.kp, r)
         conf = seq3d.conf.copy(); conf[:, :17] = r.confidence
-        if seq3d.J == 23:
-            if r.feet is not None:  # refined heels and big toes; the small toes (no refined point) move with their big toe
-                kp[:, _FOOT23], conf[:, _FOOT23] = r.feet, r.feet_confidence
-                follow = {COCO23.index(f"{s}_small_toe"): COCO23.index(f"{s}_big_toe") for s in ("left", "right")}
-            else:
-                follow = {17 + k: COCO17.index(("left_ankle", "right_ankle")[k >= 3]) for k in range(6)}
-            for j, a in follow.items():
-                kp[:, j] = seq3d.kp[:, j] + (kp[:, a] - seq3d.kp[:, a])
-                conf[:, j] = np.where(np.isfinite(kp[:, j]).all(-1), conf[:, a], 0.0)
+        if seq3d.J == 23:  # foot points without a refined confidence take their anchor's (big toe or ankle)
+            if r.feet is not None: conf[:, _FOOT23] = r.feet_confidence
+            anchor = {18: 17, 21: 20} if r.feet is not None else {17 + k: COCO17.index(("left_ankle", "right_ankle")[k >= 3]) for k in range(6)}
+            for j, a in anchor.items(): conf[:, j] = np.where(np.isfinite(kp[:, j]).all(-1), conf[:, a], 0.0)
         out = replace(seq3d, kp=kp, conf=np.nan_to_num(conf), meta={**seq3d.meta, "depth_refiner": "posebench.depthrefine" + (" (temporal)" if r.temporal else "")})
         return out, r
 
@@ -779,7 +790,7 @@ class DepthBenchmark:
                   f"camera azimuth error: mean {o['azimuth_err_deg']:.1f} deg, median {o['azimuth_median_deg']:.1f} deg; "
                   f"elevation error: mean {o['elevation_err_deg']:.1f} deg, median {o['elevation_median_deg']:.1f} deg; "
                   f"azimuth off by more than 90 deg (front/back confusion): {o['azimuth_over_90_deg']:.1%} of the frames",
-                  *([f"heels and big toes: depth error {o['feet_depth_before_cm']:.2f} -> {o['feet_depth_after_cm']:.2f} cm"] if "feet_depth_after_cm" in o else []),
+                  *([f"heels and big toes: depth error {o['feet_depth_before_cm']:.2f} -> {o['feet_depth_after_cm']:.2f} cm" + ("" if o.get("feet_refined") else " (moved with their ankle)")] if "feet_depth_after_cm" in o else []),
                   f"{self.n_pairs} pairs, {self.n_failed} detector failures ({self.n_failed / max(self.n_pairs, 1):.1%}) not scored"]
         return "\n".join(parts)
 
@@ -792,7 +803,7 @@ def benchmark_depth(refiner: DepthRefiner,  # the refiner to score
     win, _ = _clip_view_windows(pairs)
     order = win[win >= 0]  # clip by clip, camera by camera, in frame order
     seg = np.nonzero(win >= 0)[0] if temporal else None
-    feet = refiner.model.cfg.feet
+    feet = refiner.model.cfg.feet or _has_feet(pairs)  # COCO-23 whenever the pairs have foot points (a refiner without `feet` masks them)
     c23, p23, v23, g23 = pair_arrays(pairs, feet, order)
     c_all = np.where(ok[order, None, None], c23, np.nan)  # failures stay in place as NaN frames
     rr = refiner.refine_arrays(c_all, p23, v23, seg)
@@ -809,10 +820,11 @@ def benchmark_depth(refiner: DepthRefiner,  # the refiner to score
     ea, ee = _circ(r.azimuth, az), np.abs(r.elevation - pairs["elevation"][ok])
     one.update(azimuth_err_deg=float(ea.mean()), azimuth_median_deg=float(np.median(ea)), elevation_err_deg=float(ee.mean()),
                elevation_median_deg=float(np.median(ee)), azimuth_over_90_deg=float((ea > 90).mean()), temporal=r.temporal)
-    if feet:  # heels and big toes: depth error before/after (root-relative, as the joints)
-        fg, fc, fr = _select(g23[back][ok], True)[:, 17:], _select(c23[back][ok], True)[:, 17:], rr.feet[back][ok]
+    if feet:  # heels and big toes: depth error before/after (root-relative, as the joints); a refiner without `feet` moves them with their ankle (as `refine` does)
+        fg, fc = (_select(a[back][ok], True)[:, 17:] for a in (g23, c23))
+        fr = _select(refined_keypoints(c_all, rr)[back][ok], True)[:, 17:]
         fb, fa = np.abs(fc[..., 2] - fg[..., 2]), np.abs(fr[..., 2] - fg[..., 2])
-        one.update(feet_depth_before_cm=100 * float(np.nanmean(fb)), feet_depth_after_cm=100 * float(np.nanmean(fa)))
+        one.update(feet_depth_before_cm=100 * float(np.nanmean(fb)), feet_depth_after_cm=100 * float(np.nanmean(fa)), feet_refined=rr.feet is not None)
     return DepthBenchmark(_err_rows(tb, zb, za, mb, ma, [(i, f"{15 * i}-{15 * i + 15}") for i in range(6)]),
                           _err_rows(ab, zb, za, mb, ma, [(i, f"{45 * i}+-22.5") for i in range(8)]),
                           _err_rows(mo, zb, za, mb, ma, [(m, str(m)) for m in np.unique(mo)]), one, int(len(ok)), int((~ok).sum()))

@@ -401,24 +401,27 @@ def depthdata_pairs(folder: str | Path,  # a folder of `shard_*.npz` (`posebench
         with np.load(f) as z:
             ok = z["ok"] & np.isfinite(z["corrupted"]).all((1, 2))
             names = z["motions"] if "motions" in z.files else None
-            c, g, mo, view = z["corrupted"][ok], z["ground_truth"][ok], z["motion"][ok], z["view"][ok]
+            feet = "feet_3d" in z.files and bool(z["has_feet"].any() if "has_feet" in z.files else True)  # format 2: COCO-23, ankle targets
+            corr = np.concatenate([z["corrupted"], z["feet_3d"]], 1) if feet else z["corrupted"]
+            c, g, mo, view = corr[ok], (np.concatenate([z["ground_truth"], z["gt_feet"]], 1) if feet else z["ground_truth"])[ok], z["motion"][ok], z["view"][ok]
             if refine is not None:
                 if "pose_2d" not in z.files: raise ValueError(f"{f}: no `pose_2d` field, which the depth refiner reads; regenerate the shards with `posebench.depthdata`")
                 p2, vis = z["pose_2d"], z["visibility"] if "visibility" in z.files else None
-                c_all = np.where(ok[:, None, None], z["corrupted"], np.nan)  # failures stay in place: the time axis is kept
-                if "feet_3d" in z.files and vis is not None:  # format-2 shards: COCO-23 (a refiner with `feet` reads the heels and big toes)
-                    c_all = np.concatenate([c_all, np.where(ok[:, None, None], z["feet_3d"], np.nan)], 1)
-                    p2, vis = np.concatenate([p2, z["feet_2d"]], 1), np.concatenate([vis, z["feet_vis"]], 1)
+                if feet and vis is not None: p2, vis = np.concatenate([p2, z["feet_2d"]], 1), np.concatenate([vis, z["feet_vis"]], 1)
+                c_all = np.where(ok[:, None, None], corr if vis is not None else z["corrupted"], np.nan)  # failures stay in place: the time axis is kept
                 seg = z["clip"].astype(np.int64) * 1000 + z["view"]  # each clip's camera is a track, its frames in order
         skipped += int((~ok).sum())
         if not len(c): continue
-        if refine is not None: c = refine.refine_arrays(c_all, p2, vis, segments=seg).kp3d[ok]  # NaN where the 2D joint is missing
-        ang = lambda kp: angles_fn(camera_to_world(convert_keypoints(kp, None, "coco17", "coco23")[0]), kpset="coco23", unwrap=False)
+        if refine is not None:  # NaN where the 2D joint is missing; COCO-23: the foot points as `DepthRefiner.refine` places them
+            from posebench.depthrefine import refined_keypoints
+            c = refined_keypoints(c_all, refine.refine_arrays(c_all, p2, vis, segments=seg))[ok]
+        to23 = lambda kp: kp if kp.shape[1] == 23 else convert_keypoints(kp, None, "coco17", "coco23")[0]
+        ang = lambda kp: angles_fn(camera_to_world(to23(kp)), kpset="coco23", unwrap=False)
         a, b = ang(c), ang(g)
         x, y = _ordered(a, joints), _ordered(b, joints)
         y[:, list(joints).index("pelvis")] = np.nan
         dofs = tuple(getattr(b, "dofs", ()))
-        xs.append(x); ys.append(y); vs.append(view_azimuth(convert_keypoints(c, None, "coco17", "coco23")[0])); gs.append(np.full(len(x), 10_000 + i))
+        xs.append(x); ys.append(y); vs.append(view_azimuth(to23(c))); gs.append(np.full(len(x), 10_000 + i))
         ms.append(np.array([str(names[k]) if names is not None else str(k) for k in mo])); cs.append(view.astype(int))
         if max_pairs is not None and sum(map(len, xs)) >= max_pairs: break
     if not xs: raise ValueError(f"{folder}: no usable pairs in {len(shards)} shards")
@@ -650,7 +653,7 @@ def train_joint_command(
 def _depth_refine(depth,  # a `posebench.depthrefine.DepthRefiner`
                   seq3d: PoseSequence,  # (T, 23, 3) COCO23 camera axes, hip-centred
                   seq2d: PoseSequence | None,  # (T, 23, 2) px, the same frames
-                  ) -> PoseSequence:  # (T, 23, 3): the 17 COCO joints refined, the foot points moved with their ankle
+                  ) -> PoseSequence:  # (T, 23, 3): the 17 COCO joints refined, the foot points as `DepthRefiner.refine` places them
     "Stage 1 through the depth refiner's public API (`DepthRefiner.refine`)."
     if seq2d is None: raise ValueError("the depth refiner reads the 2D pose too (the viewpoint cue): pass seq2d, the same track's 2D keypoints")
     out, _ = depth.refine(seq3d, seq2d)
