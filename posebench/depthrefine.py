@@ -21,8 +21,8 @@ __all__ = ['FOOT_POINTS', 'RefinerInputs', 'prepare_inputs', 'fourier_features',
            'DepthPairDataset', 'TrainResult', 'train_depth_refiner', 'train_depth_command', 'TemporalConfig',
            'mirror_output', 'temporal_features', 'TemporalDepthRefiner', 'track_segments', 'default_checkpoint',
            'default_temporal_checkpoint', 'RefinedPoses', 'refined_keypoints', 'DepthRefiner', 'train_temporal_refiner',
-           'train_temporal_command', 'DepthBenchmark', 'benchmark_depth', 'time_inference', 'plot_refinement',
-           'demo_depth']
+           'train_temporal_command', 'DepthBenchmark', 'benchmark_depth', 'time_inference', 'bench_depth_command',
+           'plot_refinement', 'demo_depth']
 
 # %% ../nbs/25_depthrefine.ipynb #a877a3e1
 _LHIP, _RHIP = COCO17.index("left_hip"), COCO17.index("right_hip")
@@ -535,14 +535,20 @@ def _blend_windows(model: TemporalDepthRefiner, x: RefinerInputs, o: RefinerOutp
     cam = torch.where(has[:, None], acc_k, o.camera).view(B, 2, 2)
     return RefinerOutput(d, c, F.normalize(cam, dim=-1).flatten(1))
 
+def _mean_output(a: RefinerOutput, b: RefinerOutput) -> RefinerOutput:
+    "The mean of two predictions of the same frames (camera: the mean direction of each (sin, cos) pair)."
+    cam = F.normalize((a.camera + b.camera).view(-1, 2, 2), dim=-1).flatten(1)
+    return RefinerOutput((a.delta + b.delta) / 2, (a.conf_logit + b.conf_logit) / 2, cam)
+
 class DepthRefiner:
     "Batched inference: detector 3D + 2D in, refined 3D + per-joint confidence + camera angles out; per frame (`PoseAwareDepthRefiner`), then over time (`TemporalDepthRefiner`) where frames form tracks."
     def __init__(self, model: PoseAwareDepthRefiner,  # a trained per-frame model
                  device: str = "cpu",  # where it runs
                  batch_size: int = 4096,  # frames per forward pass
                  temporal: TemporalDepthRefiner | None = None,  # the temporal stage trained on `model`'s outputs; None: frames are refined alone
+                 flip_test: bool = False,  # also refine the mirrored input and average the two (mirrored back): exactly mirror-symmetric, twice the cost
                  ):
-        self.model, self.device, self.batch_size = model.eval().to(device), device, batch_size
+        self.model, self.device, self.batch_size, self.flip_test = model.eval().to(device), device, batch_size, flip_test
         self.temporal = None if temporal is None else temporal.eval().to(device)
         self.meta = {}
 
@@ -550,6 +556,7 @@ class DepthRefiner:
     def load(cls, path: str | Path | None = None,  # a checkpoint of `train_depth_refiner`; None: `default_checkpoint()`
              device: str = "cpu", batch_size: int = 4096,
              temporal: str | Path | bool | None = None,  # a checkpoint of `train_temporal_refiner`; None: `models/depth_temporal.pt` with the default per-frame checkpoint (if it is there); False: none
+             flip_test: bool = False,  # average with the mirrored input's refinement (see `DepthRefiner`)
              ) -> DepthRefiner:
         "Load a checkpoint (by default the ones shipped in `models/`)."
         path = Path(path) if path is not None else default_checkpoint()
@@ -570,13 +577,13 @@ class DepthRefiner:
                                  f"(`posebench train depth-temporal --stage1 {path} --out {tp}`), or load with temporal=False")
             tm = TemporalDepthRefiner(TemporalConfig(**tc["config"]))
             tm.load_state_dict(tc["state_dict"])
-        r = cls(m, device, batch_size, tm)
+        r = cls(m, device, batch_size, tm, flip_test)
         r.meta = {k: ck.get(k) for k in ("epoch", "seed", "n_train", "data")} | ({"temporal": str(temporal)} if tm is not None else {})
         return r
 
     def __repr__(self):
         t = f" + temporal stage ({self.temporal.n_params():,})" if self.temporal is not None else ""
-        return f"DepthRefiner({self.model.n_params():,} parameters{t}, {self.device})"
+        return f"DepthRefiner({self.model.n_params():,} parameters{t}, {self.device}{', flip test' if self.flip_test else ''})"
 
     @torch.no_grad()
     def refine_arrays(self, pose3d: np.ndarray,  # (B, 17|23, 3) detector 3D, camera axes (x right, y down, z away), metres; NaN where missing
@@ -590,10 +597,16 @@ class DepthRefiner:
         x = prepare_inputs(pose3d, pose2d, vis, feet)
         if segments is not None and np.shape(segments) != (len(p3),): raise ValueError(f"segments: expected ({len(p3)},) labels, got {np.shape(segments)}")
         if len(x) == 0: return RefinedPoses(np.zeros((0, 17, 3)), np.zeros((0, 17)), np.zeros(0), np.zeros(0), False, *((np.zeros((0, 4, 3)), np.zeros((0, 4))) if feet else ()))
-        outs = [self.model(x[i:i + self.batch_size].to(self.device)) for i in range(0, len(x), self.batch_size)]
-        o = RefinerOutput(*(torch.cat([getattr(q, k) for q in outs]).float().cpu() for k in ("delta", "conf_logit", "camera")))
+        def per_frame(x):
+            outs = [self.model(x[i:i + self.batch_size].to(self.device)) for i in range(0, len(x), self.batch_size)]
+            return RefinerOutput(*(torch.cat([getattr(q, k) for q in outs]).float().cpu() for k in ("delta", "conf_logit", "camera")))
+        o = per_frame(x)
+        if self.flip_test: xm = x.mirrored(); o = _mean_output(o, mirror_output(per_frame(xm)))
         temporal = segments is not None and self.temporal is not None
-        if temporal: o = _blend_windows(self.temporal, x, o, segments, self.device)
+        if temporal:
+            ot = _blend_windows(self.temporal, x, o, segments, self.device)
+            if self.flip_test: ot = _mean_output(ot, mirror_output(_blend_windows(self.temporal, xm, mirror_output(o), segments, self.device)))
+            o = ot
         m = x.mask.numpy() > 0
         np64 = lambda t: t.numpy().astype(np.float64)
         kp = np.where(m[..., None], p3 + np64(o.delta), np.nan)
@@ -754,8 +767,11 @@ def train_temporal_command(
 
 # %% ../nbs/25_depthrefine.ipynb #973e34a2
 def _circ(a, b): return np.abs((np.asarray(a) - np.asarray(b) + 180) % 360 - 180)
+_EL_EDGES = (10, 25, 40, 50)  # camera elevation bins of the benchmark, degrees
 
-def _err_rows(groups: np.ndarray, before: np.ndarray, after: np.ndarray, mb: np.ndarray, ma: np.ndarray, labels) -> list[dict]:
+def _err_rows(groups: np.ndarray, before: np.ndarray, after: np.ndarray, mb: np.ndarray, ma: np.ndarray, labels,
+              ea: np.ndarray | None = None, ee: np.ndarray | None = None,  # (N,) camera azimuth / elevation errors, deg (None: not scored)
+              ) -> list[dict]:
     rows = []
     for g, lab in labels:
         m = groups == g
@@ -764,7 +780,9 @@ def _err_rows(groups: np.ndarray, before: np.ndarray, after: np.ndarray, mb: np.
         zb, za = zb[np.isfinite(zb)], za[np.isfinite(za)]
         rows.append(dict(bin=lab, frames=int(m.sum()), depth_before_cm=100 * zb.mean(), depth_after_cm=100 * za.mean(),
                          median_before_cm=100 * np.median(zb), median_after_cm=100 * np.median(za),
-                         mpjpe_before_cm=100 * np.nanmean(mb[m]), mpjpe_after_cm=100 * np.nanmean(ma[m])))
+                         mpjpe_before_cm=100 * np.nanmean(mb[m]), mpjpe_after_cm=100 * np.nanmean(ma[m]),
+                         **({} if ea is None else dict(azimuth_err_deg=float(ea[m].mean()), azimuth_median_deg=float(np.median(ea[m])),
+                                                       elevation_err_deg=float(ee[m].mean())))))
     return rows
 
 @dataclass
@@ -776,15 +794,24 @@ class DepthBenchmark:
     overall: dict  # the same numbers over all frames, plus camera errors
     n_pairs: int  # pairs in the data
     n_failed: int  # pairs where the detector found nobody (not refinable: counted, not scored)
+    by_elevation: list[dict] = field(default_factory=list)  # rows per camera elevation bin
+    clip_cameras: list[dict] = field(default_factory=list)  # one row per clip and camera, worst camera azimuth error first (with the detector's 2D error there)
 
     def table(self) -> str:
         "The benchmark as fixed-width text."
-        head = f"{'bin':>14} {'frames':>7} | {'depth mean cm':>17} | {'depth median cm':>17} | {'MPJPE cm':>15}"
+        head = f"{'bin':>14} {'frames':>7} | {'depth mean cm':>17} | {'depth median cm':>17} | {'MPJPE cm':>15} | azimuth mean / median, elevation deg"
         fmt = lambda r: (f"{r['bin']:>14} {r['frames']:7d} | {r['depth_before_cm']:7.2f} -> {r['depth_after_cm']:6.2f} | "
-                         f"{r['median_before_cm']:7.2f} -> {r['median_after_cm']:6.2f} | {r['mpjpe_before_cm']:6.2f} -> {r['mpjpe_after_cm']:6.2f}")
+                         f"{r['median_before_cm']:7.2f} -> {r['median_after_cm']:6.2f} | {r['mpjpe_before_cm']:6.2f} -> {r['mpjpe_after_cm']:6.2f}"
+                         + (f" | {r['azimuth_err_deg']:5.1f} / {r['azimuth_median_deg']:4.1f}, {r['elevation_err_deg']:4.1f}" if "azimuth_err_deg" in r else ""))
         parts = []
-        for name, rows in (("torso view angle (deg)", self.by_torso_angle), ("camera azimuth (deg)", self.by_azimuth), ("motion", self.by_motion)):
-            parts += [f"-- by {name}", head, *map(fmt, rows)]
+        for name, rows in (("torso view angle (deg)", self.by_torso_angle), ("camera azimuth (deg)", self.by_azimuth),
+                           ("camera elevation (deg)", self.by_elevation), ("motion", self.by_motion)):
+            if rows: parts += [f"-- by {name}", head, *map(fmt, rows)]
+        if self.clip_cameras:
+            cc = self.clip_cameras
+            parts += [f"-- the {min(5, len(cc))} worst of {len(cc)} clip-cameras by camera azimuth error ({sum(c['azimuth_err_deg'] > 30 for c in cc)} over 30 deg)",
+                      *(f"{c['motion']:>14} {c['frames']:7d} | elevation {c['elevation_deg']:5.1f}, azimuth {c['azimuth_deg']:5.1f} deg | "
+                        f"azimuth error {c['azimuth_err_deg']:5.1f} deg | detector 2D error {c['detector_2d_err_px']:5.1f} px" for c in cc[:5])]
         o = self.overall
         parts += ["-- all " + ("(temporal stage: each clip's camera as a track)" if o.get("temporal") else "(each frame alone)"), head, fmt(o),
                   f"camera azimuth error: mean {o['azimuth_err_deg']:.1f} deg, median {o['azimuth_median_deg']:.1f} deg; "
@@ -816,18 +843,28 @@ def benchmark_depth(refiner: DepthRefiner,  # the refiner to score
     tb = np.clip(np.digitize(ta, [15, 30, 45, 60, 75]), 0, 5)
     ab = (((az + 22.5) % 360) // 45).astype(int)
     mo = np.asarray(pairs["motion_name"])[ok]
-    one = _err_rows(np.zeros(len(c), int), zb, za, mb, ma, [(0, "all")])[0]
     ea, ee = _circ(r.azimuth, az), np.abs(r.elevation - pairs["elevation"][ok])
-    one.update(azimuth_err_deg=float(ea.mean()), azimuth_median_deg=float(np.median(ea)), elevation_err_deg=float(ee.mean()),
-               elevation_median_deg=float(np.median(ee)), azimuth_over_90_deg=float((ea > 90).mean()), temporal=r.temporal)
+    one = _err_rows(np.zeros(len(c), int), zb, za, mb, ma, [(0, "all")], ea, ee)[0]
+    one.update(elevation_median_deg=float(np.median(ee)), azimuth_over_90_deg=float((ea > 90).mean()), temporal=r.temporal)
     if feet:  # heels and big toes: depth error before/after (root-relative, as the joints); a refiner without `feet` moves them with their ankle (as `refine` does)
         fg, fc = (_select(a[back][ok], True)[:, 17:] for a in (g23, c23))
         fr = _select(refined_keypoints(c_all, rr)[back][ok], True)[:, 17:]
         fb, fa = np.abs(fc[..., 2] - fg[..., 2]), np.abs(fr[..., 2] - fg[..., 2])
         one.update(feet_depth_before_cm=100 * float(np.nanmean(fb)), feet_depth_after_cm=100 * float(np.nanmean(fa)), feet_refined=rr.feet is not None)
-    return DepthBenchmark(_err_rows(tb, zb, za, mb, ma, [(i, f"{15 * i}-{15 * i + 15}") for i in range(6)]),
-                          _err_rows(ab, zb, za, mb, ma, [(i, f"{45 * i}+-22.5") for i in range(8)]),
-                          _err_rows(mo, zb, za, mb, ma, [(m, str(m)) for m in np.unique(mo)]), one, int(len(ok)), int((~ok).sum()))
+    el = pairs["elevation"][ok]
+    eb = np.digitize(el, _EL_EDGES)
+    rows = lambda g, lab: _err_rows(g, zb, za, mb, ma, lab, ea, ee)
+    e2d = np.nanmean(np.linalg.norm(pairs["pose_2d"][ok] - pairs["gt_2d"][ok], axis=-1), -1)  # the detector's 2D error per frame, px
+    cam = np.repeat(np.arange(len(win)), (win >= 0).sum(1))[back][ok]  # each scored frame's clip-camera
+    iok, rad = np.nonzero(ok)[0], np.deg2rad(az)
+    cc = [dict(motion=str(mo[m][0]), **{k: int(pairs[k][iok[m][0]]) for k in ("folder", "shard", "clip", "view")}, frames=int(m.sum()),
+               elevation_deg=float(el[m].mean()), azimuth_deg=float(np.rad2deg(np.arctan2(np.sin(rad[m]).mean(), np.cos(rad[m]).mean())) % 360),
+               azimuth_err_deg=float(ea[m].mean()), detector_2d_err_px=float(np.nanmean(e2d[m])))
+          for m in (cam == k for k in np.unique(cam))]
+    return DepthBenchmark(rows(tb, [(i, f"{15 * i}-{15 * i + 15}") for i in range(6)]), rows(ab, [(i, f"{45 * i}+-22.5") for i in range(8)]),
+                          rows(mo, [(m, str(m)) for m in np.unique(mo)]), one, int(len(ok)), int((~ok).sum()),
+                          rows(eb, list(enumerate([f"< {_EL_EDGES[0]}", *(f"{a}..{b}" for a, b in zip(_EL_EDGES, _EL_EDGES[1:])), f">= {_EL_EDGES[-1]}"]))),
+                          sorted(cc, key=lambda c: -c["azimuth_err_deg"]))
 
 def time_inference(refiner: DepthRefiner,  # the refiner
                    batch: int = 1024,  # frames per call
@@ -843,6 +880,32 @@ def time_inference(refiner: DepthRefiner,  # the refiner
     for _ in range(repeats):
         t = time.perf_counter(); refiner.refine_arrays(p3, p2, segments=seg); best = min(best, time.perf_counter() - t)
     return 1e3 * best / batch
+
+# %% ../nbs/25_depthrefine.ipynb #9b64659f
+def bench_depth_command(
+        data: Annotated[Path | None, typer.Option(help="held-out shard folder; default: the cached test split (`posebench data depth --split test --pairs 3000` makes it)")] = None,
+        checkpoint: Annotated[Path | None, typer.Option(help="per-frame checkpoint; default: models/depth_refiner.pt")] = None,
+        temporal: Annotated[Path | None, typer.Option(help="its temporal stage; default: models/depth_temporal.pt with the default per-frame checkpoint")] = None,
+        frames_alone: Annotated[bool, typer.Option("--frames-alone", help="refine each frame alone (per-frame stage only)")] = False,
+        flip_test: Annotated[bool, typer.Option("--flip-test", help="average with the mirrored input's refinement")] = False,
+        threads: Annotated[int, typer.Option(help="torch CPU threads (for the timing too)")] = 1,
+        json_out: Annotated[Path | None, typer.Option("--json", help="also write every row as JSON here")] = None,
+        ) -> DepthBenchmark:
+    "Benchmark a depth refiner on held-out pairs: depth, MPJPE and camera errors per view bin, elevation, motion and clip-camera, and the CPU cost per frame."
+    from posebench.depthdata import default_data_dir, load_pairs
+    torch.set_num_threads(threads)
+    data = data or default_data_dir("test")
+    if not (Path(data) / "manifest.json").exists():
+        raise typer.BadParameter(f"{data}: no depth pairs there; make the held-out split with `posebench data depth --split test --pairs 3000`", param_hint="--data")
+    r = DepthRefiner.load(checkpoint, temporal=False if frames_alone else temporal, flip_test=flip_test)
+    b = benchmark_depth(r, load_pairs(data), temporal=not frames_alone)
+    typer.echo(f"{r} on {data}")
+    typer.echo(b.table())
+    typer.echo(f"inference: {time_inference(r, temporal=not frames_alone):.3f} ms/frame in batches of 1,024 on {threads} CPU thread(s)")
+    if json_out is not None:
+        Path(json_out).write_text(json.dumps(asdict(b) | dict(refiner=repr(r), data=str(data)), indent=1, default=float))
+        typer.echo(f"wrote {json_out}")
+    return b
 
 # %% ../nbs/25_depthrefine.ipynb #af8f475c
 def plot_refinement(corrupted: np.ndarray,  # (17, 3) detector 3D, root-relative camera axes, metres
