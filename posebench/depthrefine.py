@@ -767,10 +767,15 @@ def train_temporal_command(
 
 # %% ../nbs/25_depthrefine.ipynb #973e34a2
 def _circ(a, b): return np.abs((np.asarray(a) - np.asarray(b) + 180) % 360 - 180)
+def _cam_errs(sa: np.ndarray, ee: np.ndarray) -> dict:
+    "Camera errors of some frames: mean/median absolute azimuth error, azimuth bias (mean signed error of the frames within 90 deg: front/back confusions left out), mean elevation error."
+    ea, near = np.abs(sa), np.abs(sa) < 90
+    return dict(azimuth_err_deg=float(ea.mean()), azimuth_median_deg=float(np.median(ea)),
+                azimuth_bias_deg=float(sa[near].mean()) if near.any() else float("nan"), elevation_err_deg=float(ee.mean()))
 _EL_EDGES = (10, 25, 40, 50)  # camera elevation bins of the benchmark, degrees
 
 def _err_rows(groups: np.ndarray, before: np.ndarray, after: np.ndarray, mb: np.ndarray, ma: np.ndarray, labels,
-              ea: np.ndarray | None = None, ee: np.ndarray | None = None,  # (N,) camera azimuth / elevation errors, deg (None: not scored)
+              sa: np.ndarray | None = None, ee: np.ndarray | None = None,  # (N,) signed camera azimuth error in [-180, 180), absolute elevation error, deg (None: not scored)
               ) -> list[dict]:
     rows = []
     for g, lab in labels:
@@ -781,8 +786,7 @@ def _err_rows(groups: np.ndarray, before: np.ndarray, after: np.ndarray, mb: np.
         rows.append(dict(bin=lab, frames=int(m.sum()), depth_before_cm=100 * zb.mean(), depth_after_cm=100 * za.mean(),
                          median_before_cm=100 * np.median(zb), median_after_cm=100 * np.median(za),
                          mpjpe_before_cm=100 * np.nanmean(mb[m]), mpjpe_after_cm=100 * np.nanmean(ma[m]),
-                         **({} if ea is None else dict(azimuth_err_deg=float(ea[m].mean()), azimuth_median_deg=float(np.median(ea[m])),
-                                                       elevation_err_deg=float(ee[m].mean())))))
+                         **({} if sa is None else _cam_errs(sa[m], ee[m]))))
     return rows
 
 @dataclass
@@ -799,10 +803,10 @@ class DepthBenchmark:
 
     def table(self) -> str:
         "The benchmark as fixed-width text."
-        head = f"{'bin':>14} {'frames':>7} | {'depth mean cm':>17} | {'depth median cm':>17} | {'MPJPE cm':>15} | azimuth mean / median, elevation deg"
+        head = f"{'bin':>14} {'frames':>7} | {'depth mean cm':>17} | {'depth median cm':>17} | {'MPJPE cm':>15} | azimuth mean / median (bias), elevation deg"
         fmt = lambda r: (f"{r['bin']:>14} {r['frames']:7d} | {r['depth_before_cm']:7.2f} -> {r['depth_after_cm']:6.2f} | "
                          f"{r['median_before_cm']:7.2f} -> {r['median_after_cm']:6.2f} | {r['mpjpe_before_cm']:6.2f} -> {r['mpjpe_after_cm']:6.2f}"
-                         + (f" | {r['azimuth_err_deg']:5.1f} / {r['azimuth_median_deg']:4.1f}, {r['elevation_err_deg']:4.1f}" if "azimuth_err_deg" in r else ""))
+                         + (f" | {r['azimuth_err_deg']:5.1f} / {r['azimuth_median_deg']:4.1f} ({r['azimuth_bias_deg']:+5.1f}), {r['elevation_err_deg']:4.1f}" if "azimuth_err_deg" in r else ""))
         parts = []
         for name, rows in (("torso view angle (deg)", self.by_torso_angle), ("camera azimuth (deg)", self.by_azimuth),
                            ("camera elevation (deg)", self.by_elevation), ("motion", self.by_motion)):
@@ -843,8 +847,9 @@ def benchmark_depth(refiner: DepthRefiner,  # the refiner to score
     tb = np.clip(np.digitize(ta, [15, 30, 45, 60, 75]), 0, 5)
     ab = (((az + 22.5) % 360) // 45).astype(int)
     mo = np.asarray(pairs["motion_name"])[ok]
-    ea, ee = _circ(r.azimuth, az), np.abs(r.elevation - pairs["elevation"][ok])
-    one = _err_rows(np.zeros(len(c), int), zb, za, mb, ma, [(0, "all")], ea, ee)[0]
+    sa, ee = (r.azimuth - az + 180) % 360 - 180, np.abs(r.elevation - pairs["elevation"][ok])
+    ea = np.abs(sa)
+    one = _err_rows(np.zeros(len(c), int), zb, za, mb, ma, [(0, "all")], sa, ee)[0]
     one.update(elevation_median_deg=float(np.median(ee)), azimuth_over_90_deg=float((ea > 90).mean()), temporal=r.temporal)
     if feet:  # heels and big toes: depth error before/after (root-relative, as the joints); a refiner without `feet` moves them with their ankle (as `refine` does)
         fg, fc = (_select(a[back][ok], True)[:, 17:] for a in (g23, c23))
@@ -853,7 +858,7 @@ def benchmark_depth(refiner: DepthRefiner,  # the refiner to score
         one.update(feet_depth_before_cm=100 * float(np.nanmean(fb)), feet_depth_after_cm=100 * float(np.nanmean(fa)), feet_refined=rr.feet is not None)
     el = pairs["elevation"][ok]
     eb = np.digitize(el, _EL_EDGES)
-    rows = lambda g, lab: _err_rows(g, zb, za, mb, ma, lab, ea, ee)
+    rows = lambda g, lab: _err_rows(g, zb, za, mb, ma, lab, sa, ee)
     e2d = np.nanmean(np.linalg.norm(pairs["pose_2d"][ok] - pairs["gt_2d"][ok], axis=-1), -1)  # the detector's 2D error per frame, px
     cam = np.repeat(np.arange(len(win)), (win >= 0).sum(1))[back][ok]  # each scored frame's clip-camera
     iok, rad = np.nonzero(ok)[0], np.deg2rad(az)
