@@ -321,15 +321,22 @@ def train_depth_refiner(data_dir: str | Path | Sequence[str | Path] | None = Non
                         threads: int | None = None,  # torch CPU threads; None: leave as is
                         progress: bool = True,  # tqdm bar over epochs
                         drop_feet: float = 0.05,  # with `cfg.feet`: share of training samples whose foot points are masked
+                        init: str | Path | None = None,  # a checkpoint of this function to start from (fine-tuning; its config replaces `cfg`); None: random initialisation
                         ) -> TrainResult:
-    "Train `PoseAwareDepthRefiner` on depth pairs; keeps the epoch with the lowest validation depth error."
+    "Train `PoseAwareDepthRefiner` on depth pairs (from scratch, or on from `init`); keeps the epoch with the lowest validation depth error."
     from tqdm.auto import tqdm
     t0 = time.time()
+    if init is not None:
+        ck0 = torch.load(init, map_location="cpu", weights_only=False)
+        if ck0.get("format") != "posebench.depth_refiner/1": raise ValueError(f"{init}: not a posebench depth refiner checkpoint (format {ck0.get('format')!r}); pass one written by `posebench train depth`")
+        cfg = RefinerConfig(**ck0["config"])
     amp, pairs, is_val = _train_setup(data_dir, seed, val_fraction, max_pairs, device, amp, threads)
     sub = lambda m: {k: v[m] for k, v in pairs.items()}
     tr, va = DepthPairDataset(sub(~is_val), feet=cfg.feet, drop_feet=drop_feet), DepthPairDataset(sub(is_val), augment=False, feet=cfg.feet)
     if len(tr) == 0: raise ValueError(f"{data_dir}: no usable training pairs (all {tr.n_failed} detector failures)")
-    model = PoseAwareDepthRefiner(cfg).to(device)
+    model = PoseAwareDepthRefiner(cfg)
+    if init is not None: model.load_state_dict(ck0["state_dict"])
+    model = model.to(device)
     opt, sched = _optimiser(model, lr, epochs * math.ceil(len(tr) / batch_size))
     g = torch.Generator().manual_seed(seed)
     out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
@@ -356,7 +363,8 @@ def train_depth_refiner(data_dir: str | Path | Sequence[str | Path] | None = Non
         if score < best:
             best = score
             torch.save(dict(format="posebench.depth_refiner/1", config=asdict(cfg), state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
-                            epoch=ep, seed=seed, history=hist, n_train=len(tr), n_val=len(va), data=str(data_dir)), out)
+                            epoch=ep, seed=seed, history=hist, n_train=len(tr), n_val=len(va), data=str(data_dir),
+                            **({} if init is None else dict(init=str(init), init_sha256=_sha256(Path(init))))), out)
     ck = torch.load(out, weights_only=False); ck["history"] = hist; torch.save(ck, out)
     return TrainResult(out, hist, len(tr), len(va), tr.n_failed + va.n_failed, time.time() - t0, model.n_params())
 
@@ -377,9 +385,12 @@ def train_depth_command(
         threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
         layers: Annotated[int, typer.Option(help="transformer encoder layers (`RefinerConfig.layers`)")] = RefinerConfig.layers,
         feet: Annotated[bool, typer.Option("--feet/--no-feet", help="also read and refine the heels and big toes (shards of format 2)")] = False,
+        init: Annotated[Path | None, typer.Option(help="fine-tune this checkpoint instead of starting from scratch (its --layers/--feet are kept)")] = None,
+        lr: Annotated[float, typer.Option(help="peak learning rate of the one-cycle schedule (lower it to fine-tune)")] = 1e-3,
         ) -> TrainResult:
     "Train the depth refiner on generated pairs and write its checkpoint; prints one line per epoch."
-    r = train_depth_refiner(data or None, out, epochs, batch_size, seed, device, amp, max_pairs=max_pairs, threads=threads, cfg=RefinerConfig(layers=layers, feet=feet))
+    r = train_depth_refiner(data or None, out, epochs, batch_size, seed, device, amp, lr=lr, max_pairs=max_pairs, threads=threads,
+                            cfg=RefinerConfig(layers=layers, feet=feet), init=init)
     for i, h in enumerate(r.history):
         typer.echo(f"epoch {i + 1:3d}: loss {h['total']:.4f} (depth term {h['depth']:.4f}), val depth error {h.get('val_before_cm', float('nan')):.2f} -> {h.get('val_after_cm', float('nan')):.2f} cm, {h['seconds']:.0f} s")
     typer.echo(f"{r.n_train} training pairs ({r.n_failed} detector failures left out), {r.n_params:,} parameters, {r.seconds:.0f} s: wrote {r.path}")
