@@ -777,7 +777,8 @@ def train_temporal_command(
     return r
 
 # %% ../nbs/25_depthrefine.ipynb #973e34a2
-def _circ(a, b): return np.abs((np.asarray(a) - np.asarray(b) + 180) % 360 - 180)
+def _signed_circ(a, b): return (np.asarray(a) - np.asarray(b) + 180) % 360 - 180  # a - b, degrees, in [-180, 180)
+def _circ(a, b): return np.abs(_signed_circ(a, b))
 def _cam_errs(sa: np.ndarray, ee: np.ndarray) -> dict:
     "Camera errors of some frames: mean/median absolute azimuth error, azimuth bias (mean signed error of the frames within 90 deg: front/back confusions left out), mean elevation error."
     ea, near = np.abs(sa), np.abs(sa) < 90
@@ -858,7 +859,7 @@ def benchmark_depth(refiner: DepthRefiner,  # the refiner to score
     tb = np.clip(np.digitize(ta, [15, 30, 45, 60, 75]), 0, 5)
     ab = (((az + 22.5) % 360) // 45).astype(int)
     mo = np.asarray(pairs["motion_name"])[ok]
-    sa, ee = (r.azimuth - az + 180) % 360 - 180, np.abs(r.elevation - pairs["elevation"][ok])
+    sa, ee = _signed_circ(r.azimuth, az), np.abs(r.elevation - pairs["elevation"][ok])
     ea = np.abs(sa)
     one = _err_rows(np.zeros(len(c), int), zb, za, mb, ma, [(0, "all")], sa, ee)[0]
     one.update(elevation_median_deg=float(np.median(ee)), azimuth_over_90_deg=float((ea > 90).mean()), temporal=r.temporal)
@@ -872,9 +873,10 @@ def benchmark_depth(refiner: DepthRefiner,  # the refiner to score
     rows = lambda g, lab: _err_rows(g, zb, za, mb, ma, lab, sa, ee)
     e2d = np.nanmean(np.linalg.norm(pairs["pose_2d"][ok] - pairs["gt_2d"][ok], axis=-1), -1)  # the detector's 2D error per frame, px
     cam = np.repeat(np.arange(len(win)), (win >= 0).sum(1))[back][ok]  # each scored frame's clip-camera
-    iok, rad = np.nonzero(ok)[0], np.deg2rad(az)
+    from scipy.stats import circmean
+    iok = np.nonzero(ok)[0]
     cc = [dict(motion=str(mo[m][0]), **{k: int(pairs[k][iok[m][0]]) for k in ("folder", "shard", "clip", "view")}, frames=int(m.sum()),
-               elevation_deg=float(el[m].mean()), azimuth_deg=float(np.rad2deg(np.arctan2(np.sin(rad[m]).mean(), np.cos(rad[m]).mean())) % 360),
+               elevation_deg=float(el[m].mean()), azimuth_deg=float(circmean(az[m], high=360, low=0)),
                azimuth_err_deg=float(ea[m].mean()), detector_2d_err_px=float(np.nanmean(e2d[m])))
           for m in (cam == k for k in np.unique(cam))]
     return DepthBenchmark(rows(tb, [(i, f"{15 * i}-{15 * i + 15}") for i in range(6)]), rows(ab, [(i, f"{45 * i}+-22.5") for i in range(8)]),
