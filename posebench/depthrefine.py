@@ -21,8 +21,8 @@ __all__ = ['FOOT_POINTS', 'RefinerInputs', 'prepare_inputs', 'fourier_features',
            'DepthPairDataset', 'TrainResult', 'train_depth_refiner', 'train_depth_command', 'TemporalConfig',
            'mirror_output', 'temporal_features', 'TemporalDepthRefiner', 'track_segments', 'default_checkpoint',
            'default_temporal_checkpoint', 'RefinedPoses', 'refined_keypoints', 'DepthRefiner', 'train_temporal_refiner',
-           'train_temporal_command', 'DepthBenchmark', 'benchmark_depth', 'time_inference', 'bench_depth_command',
-           'plot_refinement', 'demo_depth']
+           'train_temporal_command', 'stance_groups', 'DepthBenchmark', 'benchmark_depth', 'time_inference',
+           'bench_depth_command', 'plot_refinement', 'demo_depth']
 
 # %% ../nbs/25_depthrefine.ipynb #a877a3e1
 _LHIP, _RHIP = COCO17.index("left_hip"), COCO17.index("right_hip")
@@ -293,12 +293,14 @@ def _val_split(pairs: dict[str, np.ndarray], seed: int, val_fraction: float) -> 
 
 def _train_setup(data_dir, seed: int, val_fraction: float, max_pairs: int | None, device: str, amp: bool | None, threads: int | None):
     "What both trainers do first: threads, bf16 autocast check, torch seed, the pairs and their validation clips. Returns amp, pairs, is_val."
-    from posebench.depthdata import default_data_dir, load_pairs
+    from posebench.depthdata import HELDOUT_MOTIONS, default_data_dir, load_pairs
     if threads: torch.set_num_threads(threads)
     if amp is None: amp = device.startswith("cuda")
     if amp and not device.startswith("cuda"): raise ValueError("amp (bf16 autocast) is for CUDA; on CPU pass amp=False")
     torch.manual_seed(seed)
     pairs = load_pairs(data_dir if data_dir is not None else default_data_dir("train"), max_pairs)
+    leak = sorted(set(np.unique(pairs["motion_name"]).tolist()) & set(HELDOUT_MOTIONS))
+    if leak: raise ValueError(f"{data_dir}: the pairs hold held-out motions {leak} (the benchmark's unseen ones); train on folders of `posebench data depth --split train`")
     return amp, pairs, _val_split(pairs, seed, val_fraction)
 
 def _optimiser(model: nn.Module, lr: float, steps: int):
@@ -785,6 +787,24 @@ def _cam_errs(sa: np.ndarray, ee: np.ndarray) -> dict:
     return dict(azimuth_err_deg=float(ea.mean()), azimuth_median_deg=float(np.median(ea)),
                 azimuth_bias_deg=float(sa[near].mean()) if near.any() else float("nan"), elevation_err_deg=float(ee.mean()))
 _EL_EDGES = (10, 25, 40, 50)  # camera elevation bins of the benchmark, degrees
+_STANCES = ((0, "feet level"), (1, "left ahead"), (2, "right ahead"), (3, "in between"))  # rows of `stance_groups`
+
+def stance_groups(gt: np.ndarray,  # (N, 17|23, 3) ground-truth keypoints, camera axes (x right, y down, z away), any origin
+                  cam_R: np.ndarray,  # (N, 3, 3) world-to-camera rotations (world z up)
+                  ahead: float = 0.4,  # metres one ankle must be ahead of the other along the pelvis's forward axis
+                  level: float = 0.15,  # metres within which the feet count as level
+                  ) -> np.ndarray:  # (N,) 0 feet level, 1 left ankle ahead, 2 right ankle ahead, 3 in between
+    "Which foot leads, from the ground truth: the ankles' offset along the pelvis's forward axis."
+    from posebench.viewfeat import pelvis_frame
+    W = np.einsum("nji,nkj->nki", cam_R, gt)  # directions back to the world: R.T @ x
+    d = ((W[:, 15] - W[:, 16]) * pelvis_frame(W)[1][..., 0]).sum(-1)  # left ankle minus right, along forward
+    return np.select([np.abs(d) < level, d > ahead, d < -ahead], [0, 1, 2], 3)
+
+def _hip_line_turn(det: np.ndarray, gt: np.ndarray, cam_R: np.ndarray) -> np.ndarray:
+    "(N,) how far the detector's hip line is turned from the true one about world up, degrees (positive: to the person's left)."
+    W = lambda x: np.einsum("nji,nkj->nki", cam_R, x)
+    yaw = lambda x: np.rad2deg(np.arctan2(*(x[:, 11] - x[:, 12])[:, [1, 0]].T))  # left hip minus right, horizontal
+    return _signed_circ(yaw(W(det)), yaw(W(gt)))
 
 def _err_rows(groups: np.ndarray, before: np.ndarray, after: np.ndarray, mb: np.ndarray, ma: np.ndarray, labels,
               sa: np.ndarray | None = None, ee: np.ndarray | None = None,  # (N,) signed camera azimuth error in [-180, 180), absolute elevation error, deg (None: not scored)
@@ -812,6 +832,7 @@ class DepthBenchmark:
     n_failed: int  # pairs where the detector found nobody (not refinable: counted, not scored)
     by_elevation: list[dict] = field(default_factory=list)  # rows per camera elevation bin
     clip_cameras: list[dict] = field(default_factory=list)  # one row per clip and camera, worst camera azimuth error first (with the detector's 2D error there)
+    by_stance: list[dict] = field(default_factory=list)  # rows per stance (`stance_groups`), with how far the detector turns the hip line (`detector_hip_turn_deg`)
 
     def table(self) -> str:
         "The benchmark as fixed-width text."
@@ -823,6 +844,9 @@ class DepthBenchmark:
         for name, rows in (("torso view angle (deg)", self.by_torso_angle), ("camera azimuth (deg)", self.by_azimuth),
                            ("camera elevation (deg)", self.by_elevation), ("motion", self.by_motion)):
             if rows: parts += [f"-- by {name}", head, *map(fmt, rows)]
+        if self.by_stance:
+            parts += ["-- by stance (which ankle is 0.4 m ahead along the pelvis's forward axis), with the detector's hip line turned (mean, deg)", head,
+                      *(fmt(r) + f" | hip line {r['detector_hip_turn_deg']:+5.1f}" for r in self.by_stance)]
         if self.clip_cameras:
             cc = self.clip_cameras
             parts += [f"-- the {min(5, len(cc))} worst of {len(cc)} clip-cameras by camera azimuth error ({sum(c['azimuth_err_deg'] > 30 for c in cc)} over 30 deg)",
@@ -879,10 +903,13 @@ def benchmark_depth(refiner: DepthRefiner,  # the refiner to score
                elevation_deg=float(el[m].mean()), azimuth_deg=float(circmean(az[m], high=360, low=0)),
                azimuth_err_deg=float(ea[m].mean()), detector_2d_err_px=float(np.nanmean(e2d[m])))
           for m in (cam == k for k in np.unique(cam))]
+    st, R = stance_groups(gt, pairs["cam_R"][ok]), pairs["cam_R"][ok]
+    turn = _hip_line_turn(c, gt, R)
+    by_stance = [r | dict(detector_hip_turn_deg=float(np.nanmean(turn[st == g]))) for g, r in zip([g for g, _ in _STANCES if (st == g).any()], rows(st, _STANCES))]
     return DepthBenchmark(rows(tb, [(i, f"{15 * i}-{15 * i + 15}") for i in range(6)]), rows(ab, [(i, f"{45 * i}+-22.5") for i in range(8)]),
                           rows(mo, [(m, str(m)) for m in np.unique(mo)]), one, int(len(ok)), int((~ok).sum()),
                           rows(eb, list(enumerate([f"< {_EL_EDGES[0]}", *(f"{a}..{b}" for a, b in zip(_EL_EDGES, _EL_EDGES[1:])), f">= {_EL_EDGES[-1]}"]))),
-                          sorted(cc, key=lambda c: -c["azimuth_err_deg"]))
+                          sorted(cc, key=lambda c: -c["azimuth_err_deg"]), by_stance)
 
 def time_inference(refiner: DepthRefiner,  # the refiner
                    batch: int = 1024,  # frames per call
