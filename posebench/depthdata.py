@@ -5,7 +5,7 @@
 # %% ../nbs/24_depthdata.ipynb #68dc58af
 from __future__ import annotations
 import json, os, time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Iterator, Sequence
 import numpy as np
@@ -39,6 +39,7 @@ class DepthDataConfig:
     aim_jitter: float = 0.25  # the aimed point is the pelvis plus up to this, metres (the person is not always centred)
     floor: bool = False  # draw the checkerboard floor (costs as much as the detector: off, the detector only sees its person crop anyway)
     seed: int = 0  # with the split and the shard index, seeds each shard
+    max_start: float = 0.0  # seconds: each clip starts at a random time in [0, max_start] of its motion (0: at the motion's start, as in every folder made so far)
 
     def __post_init__(self):
         from posebench.motion import MOTIONS
@@ -47,6 +48,7 @@ class DepthDataConfig:
         if self.split not in ("train", "test"): raise ValueError(f"split must be 'train' or 'test', got {self.split!r}")
         if self.frames < 2 or self.clips_per_shard < 1 or self.views_per_clip < 1: raise ValueError(f"frames >= 2, clips_per_shard >= 1, views_per_clip >= 1 needed: {self}")
         if not -89 < self.elevation[0] <= self.elevation[1] < 89: raise ValueError(f"elevation range must lie in (-89, 89) degrees, got {self.elevation}")
+        if not self.max_start >= 0: raise ValueError(f"max_start must be >= 0 seconds, got {self.max_start}")
 
     @property
     def pairs_per_shard(self) -> int: return self.clips_per_shard * self.views_per_clip * self.frames
@@ -93,6 +95,10 @@ def _empty(n: int) -> dict[str, np.ndarray]:
                 motion=np.zeros(n, np.int16), clip=np.zeros(n, np.int16), view=np.zeros(n, np.int16), frame=np.zeros(n, np.int16),
                 shape=f(6), feet_3d=f(6, 3), feet_2d=f(6, 2), feet_vis=np.zeros((n, 6), np.float32), gt_feet=f(6, 3), gt_feet_2d=f(6, 2))
 
+def _start_frame(cfg: DepthDataConfig, rng: np.random.Generator) -> int:
+    "Frames of the motion before the clip starts: uniform in [0, max_start * fps]; 0 without a draw when `max_start` is 0 (so such folders' draws stay as they were)."
+    return int(rng.integers(0, int(round(cfg.max_start * cfg.fps)) + 1)) if cfg.max_start > 0 else 0
+
 def render_clip(cfg: DepthDataConfig,  # split configuration
                 motion: str,  # a motion name
                 seed: int,  # draws the body, outfit, motion variation and cameras
@@ -105,12 +111,12 @@ def render_clip(cfg: DepthDataConfig,  # split configuration
     from posebench.detect import BlazePoseDetector
     rng = np.random.default_rng(seed)
     det = detector or BlazePoseDetector(num_threads=1, detect_every=10_000)
-    T = cfg.frames
+    T, skip = cfg.frames, _start_frame(cfg, rng)
     pl = ScenePlayer(SceneConfig("depthdata", (PersonSpec(motion, heading_deg=float(rng.uniform(0, 360)), speed=float(rng.uniform(0.8, 1.2))),),
-                                 RingRig(1), fps=cfg.fps, T=T, size=(cfg.size, cfg.size), seed=int(rng.integers(2**31))))
+                                 RingRig(1), fps=cfg.fps, T=skip + T, size=(cfg.size, cfg.size), seed=int(rng.integers(2**31))))
     m = pl.motions[0]
-    out = m.pose_body(pl.model, chunk=T)
-    V, K = out.vertices.double().numpy(), out.keypoints.double().numpy()  # (T, V, 3), (T, 23, 3) world
+    out = m.pose_body(pl.model, chunk=skip + T)
+    V, K = out.vertices.double().numpy()[skip:], out.keypoints.double().numpy()[skip:]  # (T, V, 3), (T, 23, 3) world, from the clip's start
     o, Rp = pelvis_frame(K)
     cams = _clip_cameras(rng, cfg, o, Rp)
     renderer = Renderer(RenderConfig(size=(cfg.size, cfg.size), floor=cfg.floor))
@@ -184,7 +190,8 @@ def generate_pairs(out: str | Path | None = None,  # folder of shards; None: `de
     mpath = out / "manifest.json"
     conf = json.loads(json.dumps(asdict(cfg)))
     man = json.loads(mpath.read_text()) if mpath.exists() else dict(format=SHARD_FORMAT, config=conf, shards={})
-    if man["config"] != conf:
+    later = json.loads(json.dumps({f.name: f.default for f in fields(DepthDataConfig) if f.name not in man["config"]}))  # fields added since: their defaults
+    if {**later, **man["config"]} != conf:
         raise ValueError(f"{out}: manifest.json was written with another configuration ({man['config']}); use another folder or delete it")
     n_shards = -(-n_pairs // cfg.pairs_per_shard)
     todo = [i for i in range(n_shards) if not (str(i) in man["shards"] and shard_path(out, i).exists())]
@@ -251,13 +258,15 @@ def generate_depth_command(
         minutes: Annotated[float | None, typer.Option(help="stop cleanly after this many minutes (resume later)")] = None,
         motions: Annotated[str | None, typer.Option(help="comma-separated motions instead of the split's (e.g. 'freestyle' for extra pose variety; give its own --out)")] = None,
         seed: Annotated[int | None, typer.Option(help="seed of the shards instead of the split's (another seed, other people and cameras)")] = None,
+        max_start: Annotated[float, typer.Option(help="start each clip at a random time up to this many seconds into its motion (0: at its start, as the standard splits; give its own --out)")] = 0.0,
         ) -> dict:
     "Render people from cameras all around them, run BlazePose, and write depth training pairs (resumable)."
     over = {} if motions is None else dict(motions=tuple(m.strip() for m in motions.split(",") if m.strip()))
     if seed is not None: over["seed"] = seed
+    if max_start: over["max_start"] = max_start
     leak = set(over.get("motions", ())) & set(HELDOUT_MOTIONS)
     if split == "train" and leak: raise ValueError(f"{sorted(leak)} are held out for the test split (the benchmark's unseen motions); leave them out of training data")
-    if over and out is None: raise ValueError("--motions/--seed make a different set of pairs: give it its own --out folder (the default one holds the standard split)")
+    if over and out is None: raise ValueError("--motions/--seed/--max-start make a different set of pairs: give it its own --out folder (the default one holds the standard split)")
     m = generate_pairs(out, pairs, split_config(split, **over), max_seconds=None if minutes is None else 60 * minutes)
     typer.echo(f"{split}: {m['pairs']} pairs in {len(m['shards'])} shards ({m['detected']} detected, "
                f"{m['pairs'] - m['detected']} detector failures kept and flagged) in {out or default_data_dir(split)}")
