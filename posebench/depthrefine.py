@@ -789,22 +789,27 @@ def _cam_errs(sa: np.ndarray, ee: np.ndarray) -> dict:
 _EL_EDGES = (10, 25, 40, 50)  # camera elevation bins of the benchmark, degrees
 _STANCES = ((0, "feet level"), (1, "left ahead"), (2, "right ahead"), (3, "in between"))  # rows of `stance_groups`
 
+def _to_world(x: np.ndarray, cam_R: np.ndarray) -> np.ndarray: return np.einsum("nji,nkj->nki", cam_R, x)  # (N, J, 3) camera-axes directions back to the world: R.T @ x
+
+def _forward(kp_cam: np.ndarray, cam_R: np.ndarray) -> np.ndarray:
+    "(N, 3) the pelvis's forward axis in the world (`pelvis_frame`) of keypoints given in camera axes."
+    from posebench.viewfeat import pelvis_frame
+    return pelvis_frame(_to_world(kp_cam, cam_R))[1][..., 0]
+
 def stance_groups(gt: np.ndarray,  # (N, 17|23, 3) ground-truth keypoints, camera axes (x right, y down, z away), any origin
                   cam_R: np.ndarray,  # (N, 3, 3) world-to-camera rotations (world z up)
                   ahead: float = 0.4,  # metres one ankle must be ahead of the other along the pelvis's forward axis
                   level: float = 0.15,  # metres within which the feet count as level
                   ) -> np.ndarray:  # (N,) 0 feet level, 1 left ankle ahead, 2 right ankle ahead, 3 in between
     "Which foot leads, from the ground truth: the ankles' offset along the pelvis's forward axis."
-    from posebench.viewfeat import pelvis_frame
-    W = np.einsum("nji,nkj->nki", cam_R, gt)  # directions back to the world: R.T @ x
-    d = ((W[:, 15] - W[:, 16]) * pelvis_frame(W)[1][..., 0]).sum(-1)  # left ankle minus right, along forward
+    W = _to_world(gt, cam_R)
+    d = ((W[:, 15] - W[:, 16]) * _forward(gt, cam_R)).sum(-1)  # left ankle minus right, along forward
     return np.select([np.abs(d) < level, d > ahead, d < -ahead], [0, 1, 2], 3)
 
 def _hip_line_turn(det: np.ndarray, gt: np.ndarray, cam_R: np.ndarray) -> np.ndarray:
-    "(N,) how far the detector's hip line is turned from the true one about world up, degrees (positive: to the person's left)."
-    W = lambda x: np.einsum("nji,nkj->nki", cam_R, x)
-    yaw = lambda x: np.rad2deg(np.arctan2(*(x[:, 11] - x[:, 12])[:, [1, 0]].T))  # left hip minus right, horizontal
-    return _signed_circ(yaw(W(det)), yaw(W(gt)))
+    "(N,) how far the detector's pelvis (hip line) is turned from the true one about world up, degrees (positive: to the person's left)."
+    yaw = lambda f: np.rad2deg(np.arctan2(f[:, 1], f[:, 0]))
+    return _signed_circ(yaw(_forward(det, cam_R)), yaw(_forward(gt, cam_R)))
 
 def _err_rows(groups: np.ndarray, before: np.ndarray, after: np.ndarray, mb: np.ndarray, ma: np.ndarray, labels,
               sa: np.ndarray | None = None, ee: np.ndarray | None = None,  # (N,) signed camera azimuth error in [-180, 180), absolute elevation error, deg (None: not scored)
