@@ -21,8 +21,8 @@ __all__ = ['FOOT_POINTS', 'RefinerInputs', 'prepare_inputs', 'fourier_features',
            'DepthPairDataset', 'TrainResult', 'train_depth_refiner', 'train_depth_command', 'TemporalConfig',
            'mirror_output', 'temporal_features', 'TemporalDepthRefiner', 'track_segments', 'default_checkpoint',
            'default_temporal_checkpoint', 'RefinedPoses', 'refined_keypoints', 'DepthRefiner', 'train_temporal_refiner',
-           'train_temporal_command', 'stance_groups', 'DepthBenchmark', 'benchmark_depth', 'time_inference',
-           'bench_depth_command', 'plot_refinement', 'demo_depth']
+           'train_temporal_command', 'stance_groups', 'azimuth_budget', 'DepthBenchmark', 'benchmark_depth',
+           'time_inference', 'bench_depth_command', 'plot_refinement', 'demo_depth']
 
 # %% ../nbs/25_depthrefine.ipynb #a877a3e1
 _LHIP, _RHIP = COCO17.index("left_hip"), COCO17.index("right_hip")
@@ -788,6 +788,7 @@ def _cam_errs(sa: np.ndarray, ee: np.ndarray) -> dict:
                 azimuth_bias_deg=float(sa[near].mean()) if near.any() else float("nan"), elevation_err_deg=float(ee.mean()))
 _EL_EDGES = (10, 25, 40, 50)  # camera elevation bins of the benchmark, degrees
 _STANCES = ((0, "feet level"), (1, "left ahead"), (2, "right ahead"), (3, "in between"))  # rows of `stance_groups`
+_STANCES_SHORT = ("level", "L ahead", "R ahead", "between")  # the same, in the motion-and-stance rows
 
 def _to_world(x: np.ndarray, cam_R: np.ndarray) -> np.ndarray: return np.einsum("nji,nkj->nki", cam_R, x)  # (N, J, 3) camera-axes directions back to the world: R.T @ x
 
@@ -806,10 +807,35 @@ def stance_groups(gt: np.ndarray,  # (N, 17|23, 3) ground-truth keypoints, camer
     d = ((W[:, 15] - W[:, 16]) * _forward(gt, cam_R)).sum(-1)  # left ankle minus right, along forward
     return np.select([np.abs(d) < level, d > ahead, d < -ahead], [0, 1, 2], 3)
 
+def _line_yaw(kp: np.ndarray, cam_R: np.ndarray, left: int, right: int) -> np.ndarray:
+    "(N,) heading about world up (deg) of the line from joint `right` to joint `left` of keypoints in camera axes; the forward axis square to it turns with it."
+    l = (W := _to_world(kp, cam_R))[:, left] - W[:, right]
+    return np.rad2deg(np.arctan2(l[:, 1], l[:, 0]))
+
 def _hip_line_turn(det: np.ndarray, gt: np.ndarray, cam_R: np.ndarray) -> np.ndarray:
     "(N,) how far the detector's pelvis (hip line) is turned from the true one about world up, degrees (positive: to the person's left)."
-    yaw = lambda f: np.rad2deg(np.arctan2(f[:, 1], f[:, 0]))
-    return _signed_circ(yaw(_forward(det, cam_R)), yaw(_forward(gt, cam_R)))
+    return _signed_circ(_line_yaw(det, cam_R, 11, 12), _line_yaw(gt, cam_R, 11, 12))
+
+def _hips_vs_shoulders(kp: np.ndarray, cam_R: np.ndarray) -> np.ndarray:
+    "(N,) how far the hip line is turned against the shoulder line about world up, degrees (positive: the hips to the person's left; gait turns them toward the trailing leg)."
+    return _signed_circ(_line_yaw(kp, cam_R, 11, 12), _line_yaw(kp, cam_R, 5, 6))
+
+def azimuth_budget(signed: np.ndarray,  # (N,) signed camera azimuth errors, degrees in [-180, 180)
+                   groups: np.ndarray,  # (N,) each frame's group (e.g. motion and stance): each group's own bias is taken out
+                   clips: np.ndarray,  # (N,) each frame's clip-camera
+                   outlier_deg: float = 30.0,  # clip-cameras whose mean absolute error is over this are left out in the last step
+                   ) -> dict:
+    "Where a mean azimuth error comes from: all frames; with each group's bias (mean signed error of its frames within 90 deg) taken out; and then without the clip-cameras off by more than `outlier_deg` on average."
+    signed, groups, clips = np.asarray(signed, np.float64), np.asarray(groups), np.asarray(clips)
+    a, d = np.abs(signed), signed.copy()
+    for g in np.unique(groups):
+        m = groups == g
+        if (near := m & (a < 90)).any(): d[m] = _signed_circ(signed[m], signed[near].mean())
+    bad = [c for c in np.unique(clips) if a[clips == c].mean() > outlier_deg]
+    keep = ~np.isin(clips, bad)
+    return dict(azimuth_err_deg=float(a.mean()), azimuth_debiased_deg=float(np.abs(d).mean()),
+                azimuth_debiased_kept_deg=float(np.abs(d[keep]).mean()) if keep.any() else float("nan"),
+                azimuth_outlier_clip_cameras=len(bad), azimuth_outlier_frames=int((~keep).sum()))
 
 def _err_rows(groups: np.ndarray, before: np.ndarray, after: np.ndarray, mb: np.ndarray, ma: np.ndarray, labels,
               sa: np.ndarray | None = None, ee: np.ndarray | None = None,  # (N,) signed camera azimuth error in [-180, 180), absolute elevation error, deg (None: not scored)
@@ -837,7 +863,8 @@ class DepthBenchmark:
     n_failed: int  # pairs where the detector found nobody (not refinable: counted, not scored)
     by_elevation: list[dict] = field(default_factory=list)  # rows per camera elevation bin
     clip_cameras: list[dict] = field(default_factory=list)  # one row per clip and camera, worst camera azimuth error first (with the detector's 2D error there)
-    by_stance: list[dict] = field(default_factory=list)  # rows per stance (`stance_groups`), with how far the detector turns the hip line (`detector_hip_turn_deg`)
+    by_stance: list[dict] = field(default_factory=list)  # rows per stance (`stance_groups`), with how far the detector turns the hip line (`detector_hip_turn_deg`) and the truth's hip line against its shoulders (`true_hips_vs_shoulders_deg`)
+    by_motion_stance: list[dict] = field(default_factory=list)  # the same per motion and stance
 
     def table(self) -> str:
         "The benchmark as fixed-width text."
@@ -849,9 +876,9 @@ class DepthBenchmark:
         for name, rows in (("torso view angle (deg)", self.by_torso_angle), ("camera azimuth (deg)", self.by_azimuth),
                            ("camera elevation (deg)", self.by_elevation), ("motion", self.by_motion)):
             if rows: parts += [f"-- by {name}", head, *map(fmt, rows)]
-        if self.by_stance:
-            parts += ["-- by stance (which ankle is 0.4 m ahead along the pelvis's forward axis), with the detector's hip line turned (mean, deg)", head,
-                      *(fmt(r) + f" | hip line {r['detector_hip_turn_deg']:+5.1f}" for r in self.by_stance)]
+        hips = lambda r: f" | hip line: detector turned {r['detector_hip_turn_deg']:+5.1f}, truth against its shoulders {r['true_hips_vs_shoulders_deg']:+5.1f}"
+        for name, rows in (("stance (which ankle is 0.4 m ahead along the pelvis's forward axis)", self.by_stance), ("motion and stance", self.by_motion_stance)):
+            if rows: parts += [f"-- by {name}, with the hip line's turn (mean, deg; + to the person's left)", head, *(fmt(r) + hips(r) for r in rows)]
         if self.clip_cameras:
             cc = self.clip_cameras
             parts += [f"-- the {min(5, len(cc))} worst of {len(cc)} clip-cameras by camera azimuth error ({sum(c['azimuth_err_deg'] > 30 for c in cc)} over 30 deg)",
@@ -862,6 +889,8 @@ class DepthBenchmark:
                   f"camera azimuth error: mean {o['azimuth_err_deg']:.1f} deg, median {o['azimuth_median_deg']:.1f} deg; "
                   f"elevation error: mean {o['elevation_err_deg']:.1f} deg, median {o['elevation_median_deg']:.1f} deg; "
                   f"azimuth off by more than 90 deg (front/back confusion): {o['azimuth_over_90_deg']:.1%} of the frames",
+                  f"azimuth error budget: mean {o['azimuth_err_deg']:.2f} deg; {o['azimuth_debiased_deg']:.2f} with each motion and stance's own bias taken out; "
+                  f"{o['azimuth_debiased_kept_deg']:.2f} also without the {o['azimuth_outlier_clip_cameras']} clip-camera(s) off by over 30 deg on average ({o['azimuth_outlier_frames']} frames)",
                   *([f"heels and big toes: depth error {o['feet_depth_before_cm']:.2f} -> {o['feet_depth_after_cm']:.2f} cm" + ("" if o.get("feet_refined") else " (moved with their ankle)")] if "feet_depth_after_cm" in o else []),
                   f"{self.n_pairs} pairs, {self.n_failed} detector failures ({self.n_failed / max(self.n_pairs, 1):.1%}) not scored"]
         return "\n".join(parts)
@@ -909,12 +938,16 @@ def benchmark_depth(refiner: DepthRefiner,  # the refiner to score
                azimuth_err_deg=float(ea[m].mean()), detector_2d_err_px=float(np.nanmean(e2d[m])))
           for m in (cam == k for k in np.unique(cam))]
     st, R = stance_groups(gt, pairs["cam_R"][ok]), pairs["cam_R"][ok]
-    turn = _hip_line_turn(c, gt, R)
-    by_stance = [r | dict(detector_hip_turn_deg=float(np.nanmean(turn[st == g]))) for g, r in zip([g for g, _ in _STANCES if (st == g).any()], rows(st, _STANCES))]
+    turn, hvs = _hip_line_turn(c, gt, R), _hips_vs_shoulders(gt, R)
+    hip_cols = lambda m: dict(detector_hip_turn_deg=float(np.nanmean(turn[m])), true_hips_vs_shoulders_deg=float(np.nanmean(hvs[m])))
+    by_stance = [r | hip_cols(st == g) for g, r in zip([g for g, _ in _STANCES if (st == g).any()], rows(st, _STANCES))]
+    ms = np.char.add(np.char.add(mo.astype(str), " / "), np.asarray(_STANCES_SHORT)[st])
+    by_ms = [r | hip_cols(ms == r["bin"]) for r in rows(ms, [(m, m) for m in np.unique(ms)])]
+    one.update(azimuth_budget(sa, ms, cam))
     return DepthBenchmark(rows(tb, [(i, f"{15 * i}-{15 * i + 15}") for i in range(6)]), rows(ab, [(i, f"{45 * i}+-22.5") for i in range(8)]),
                           rows(mo, [(m, str(m)) for m in np.unique(mo)]), one, int(len(ok)), int((~ok).sum()),
                           rows(eb, list(enumerate([f"< {_EL_EDGES[0]}", *(f"{a}..{b}" for a, b in zip(_EL_EDGES, _EL_EDGES[1:])), f">= {_EL_EDGES[-1]}"]))),
-                          sorted(cc, key=lambda c: -c["azimuth_err_deg"]), by_stance)
+                          sorted(cc, key=lambda c: -c["azimuth_err_deg"]), by_stance, by_ms)
 
 def time_inference(refiner: DepthRefiner,  # the refiner
                    batch: int = 1024,  # frames per call
